@@ -1,0 +1,5 @@
+import sys
+
+from perlhf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+Anything a user can cause (a bad path, a malformed record, an unknown model or
+an out-of-range option) raises :class:`UserError` with one message that names
+the file, line or option at fault and what to do. The CLI prints the message
+and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error caused by the user's input, reported without a traceback."""
+
+
+class DataError(UserError):
+    """A malformed data file or record."""
+
+    def __init__(self, path: object, where: str | None, problem: str):
+        loc = f"{path}" + (f", {where}" if where else "")
+        super().__init__(f"{loc}: {problem}")
+        self.path = path
+        self.where = where
+        self.problem = problem
+
+
+class ChecksumError(UserError):
+    """A downloaded file whose SHA-256 does not match the pinned value."""

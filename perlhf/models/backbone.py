@@ -1,0 +1,314 @@
+"""The networks of RL: one frozen backbone with adapters (LoRA mode) or separate copies (full mode).
+
+LoRA mode (:class:`SharedBackbone`) keeps **one** frozen base in memory — the
+merged SFT model — and puts everything else on it (DESIGN.md):
+
+* ``policy``: a trainable LoRA adapter (the base LM head reads it out);
+* ``value``: a trainable LoRA adapter plus a :class:`~perlhf.models.heads.ScalarHead`
+  read at every position (``V(s_t)``);
+* anchor: the same backbone with **all adapters disabled**. Because SFT was
+  merged into the base weights, that *is* the SFT model — never the pre-SFT
+  base — and it costs no memory;
+* ``reward`` (optional): a reward model's LoRA adapter and head, when it was
+  trained on these very base weights (checked by fingerprint), frozen.
+
+peft's ``set_adapter`` marks the active adapter trainable and every other one
+frozen; :meth:`SharedBackbone.use` re-applies the intended flags after each
+switch (policy and value trainable, reward and base frozen), so switching
+adapters never changes what the optimizer trains.
+
+Full mode (:class:`SeparateModels`) is the honest baseline: separate policy,
+value and anchor models (three copies of the SFT model, as full-tuning RLHF
+stacks run it). Both classes expose the same methods, so :mod:`perlhf.train.rl`
+runs one loop and one set of loss functions for both.
+
+On disk (checkpoints and the final output)::
+
+    policy/            LoRA: a standard PEFT adapter folder; full: a plain model folder
+    value/             LoRA: PEFT adapter + head.safetensors/head.json; full: model + head
+    perlhf_rl.json     mode, adapters, the anchor's base fingerprint
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from perlhf.errors import UserError
+from perlhf.io import atomic_write_json
+from perlhf.models.heads import RewardModel, ScalarHead, hidden_size_of
+from perlhf.models.lora import LoraOptions, lora_config
+
+log = logging.getLogger(__name__)
+
+POLICY = "policy"
+VALUE = "value"
+REWARD = "reward"
+RL_INFO = "perlhf_rl.json"
+
+
+def zero_value_head(hidden_size: int) -> ScalarHead:
+    """A value head that starts at ``V = 0`` everywhere."""
+    head = ScalarHead(hidden_size)
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.zero_()
+    return head
+
+
+def value_positions(values: torch.Tensor, prompt_len: int, num_response: int) -> torch.Tensor:
+    """``V(s_t)`` for each response token ``t``: the value read at the position just before it."""
+    return values[:, prompt_len - 1 : prompt_len - 1 + num_response]
+
+
+class SharedBackbone(nn.Module):
+    """One frozen base model with ``policy``/``value`` (and optionally ``reward``) LoRA adapters."""
+
+    mode = "lora"
+
+    def __init__(self, base: nn.Module, lora: LoraOptions, *, with_value: bool = True, seed: int = 0):
+        super().__init__()
+        from peft import get_peft_model
+
+        from perlhf.models.fingerprint import base_fingerprint
+
+        if hasattr(base, "peft_config"):
+            raise UserError("the RL backbone must be a plain model (merge the SFT adapter first: perlhf sft --merge)")
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.anchor_fingerprint = base_fingerprint(base)
+        self.lora = lora
+        cfg = lora_config(base, lora)  # resolved on the plain model, before peft injects its layers
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.peft = get_peft_model(base, cfg, adapter_name=POLICY)
+            self.with_value = with_value
+            if with_value:
+                self.peft.add_adapter(VALUE, copy.deepcopy(cfg))
+        self.value_head = zero_value_head(hidden_size_of(base)) if with_value else None
+        self.reward_head: ScalarHead | None = None
+        self._adapters = [POLICY] + ([VALUE] if with_value else [])
+        self.use(POLICY)
+
+    # -- adapters ----------------------------------------------------------------------------
+    def adapter_parameters(self, name: str) -> list[nn.Parameter]:
+        key = f".{name}."
+        return [p for n, p in self.peft.named_parameters() if "lora_" in n and key in n]
+
+    def use(self, name: str) -> None:
+        """Make adapter ``name`` the active one; trainable flags stay as intended."""
+        self.peft.set_adapter(name)
+        for a in self._adapters:
+            for p in self.adapter_parameters(a):
+                p.requires_grad_(True)
+        if self.reward_head is not None:
+            for p in self.adapter_parameters(REWARD):
+                p.requires_grad_(False)
+
+    @contextlib.contextmanager
+    def policy(self) -> Iterator[nn.Module]:
+        """The policy (a causal LM): the backbone with the ``policy`` adapter."""
+        self.use(POLICY)
+        yield self.peft
+
+    @contextlib.contextmanager
+    def anchor(self) -> Iterator[nn.Module]:
+        """The anchor: the backbone with every adapter disabled, i.e. the merged SFT model."""
+        with self.peft.disable_adapter():
+            yield self.peft
+
+    def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``V`` at every position, ``(B, L)``, through the ``value`` adapter and head."""
+        if self.value_head is None:
+            raise RuntimeError("this backbone has no value adapter (baseline is not 'value')")
+        self.use(VALUE)
+        try:
+            return RewardModel(self.peft, self.value_head).token_values(input_ids, attention_mask)
+        finally:
+            self.use(POLICY)
+
+    # -- the reward adapter ------------------------------------------------------------------
+    def attach_reward(self, folder: str | Path, head: ScalarHead) -> None:
+        """Load a reward model's LoRA adapter (frozen) and its head onto this backbone."""
+        self.peft.load_adapter(str(folder), adapter_name=REWARD, is_trainable=False)
+        self.reward_head = head.requires_grad_(False)
+        self.use(POLICY)
+
+    @contextlib.contextmanager
+    def reward_model(self) -> Iterator[RewardModel]:
+        if self.reward_head is None:
+            raise RuntimeError("no reward adapter attached")
+        self.use(REWARD)
+        try:
+            yield RewardModel(self.peft, self.reward_head)
+        finally:
+            self.use(POLICY)
+
+    # -- training ----------------------------------------------------------------------------
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {POLICY: self.adapter_parameters(POLICY)}
+        if self.value_head is not None:
+            groups[VALUE] = self.adapter_parameters(VALUE) + list(self.value_head.parameters())
+        return groups
+
+    def base_parameters(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.peft.named_parameters() if "lora_" not in n}
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, folder: str | Path, *, tokenizer: Any | None = None) -> None:
+        folder = Path(folder)
+        self.peft.save_pretrained(str(folder), selected_adapters=[POLICY], safe_serialization=True)
+        # peft writes a non-default adapter under a sub-folder of its name
+        _flatten_adapter_dir(folder, POLICY)
+        if self.value_head is not None:
+            self.peft.save_pretrained(str(folder), selected_adapters=[VALUE], safe_serialization=True)
+            _flatten_adapter_dir(folder, VALUE)
+            self.value_head.save(folder / VALUE)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(folder / POLICY))
+        atomic_write_json(folder / RL_INFO, {"mode": self.mode, "adapters": self._adapters,
+                                              "anchor_fingerprint": self.anchor_fingerprint})
+
+    def load(self, folder: str | Path) -> None:
+        """Load the policy (and value) adapter weights and the value head saved by :meth:`save`."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        _check_rl_info(folder, self.mode, self.anchor_fingerprint)
+        for name in self._adapters:
+            path = folder / name / "adapter_model.safetensors"
+            if not path.is_file():
+                raise UserError(f"{folder}: no {name} adapter ({path.name} missing); is this an RL checkpoint?")
+            set_peft_model_state_dict(self.peft, load_file(str(path)), adapter_name=name)
+        if self.value_head is not None:
+            head = ScalarHead.load(folder / VALUE, expected_hidden_size=self.value_head.hidden_size)
+            self.value_head.load_state_dict(head.state_dict())
+        self.use(POLICY)
+
+    def merged_policy(self) -> nn.Module:
+        """A plain model: the SFT base with the policy adapter merged (a copy; the backbone is untouched)."""
+        merged = copy.deepcopy(self.peft)
+        for name in list(merged.peft_config):
+            if name != POLICY:
+                merged.delete_adapter(name)
+        merged.set_adapter(POLICY)
+        return merged.merge_and_unload()
+
+
+def _flatten_adapter_dir(folder: Path, name: str) -> None:
+    """peft saves adapter ``name`` (not ``default``) into ``folder/name``: keep it there; check it exists."""
+    if not (folder / name / "adapter_model.safetensors").is_file():
+        raise RuntimeError(f"peft did not write the {name} adapter into {folder / name}")
+
+
+def _check_rl_info(folder: Path, mode: str, fingerprint: str | None) -> None:
+    path = folder / RL_INFO
+    if not path.is_file():
+        raise UserError(f"{folder}: not a perlhf RL checkpoint ({RL_INFO} missing)")
+    info = json.loads(path.read_text())
+    if info.get("mode") != mode:
+        raise UserError(f"{folder}: an RL checkpoint of mode {info.get('mode')!r}, but this run uses --mode {mode}")
+    if fingerprint and info.get("anchor_fingerprint") and info["anchor_fingerprint"] != fingerprint:
+        raise UserError(f"{folder}: these adapters were trained on another backbone "
+                        f"({info['anchor_fingerprint'][:19]}…, this one {fingerprint[:19]}…); pass the same --policy")
+
+
+class SeparateModels(nn.Module):
+    """Full fine-tuning: separate policy, value (causal LM body + head) and frozen anchor models."""
+
+    mode = "full"
+
+    def __init__(self, policy: nn.Module, anchor: nn.Module, value_body: nn.Module | None):
+        super().__init__()
+        from perlhf.models.fingerprint import base_fingerprint
+
+        self.anchor_fingerprint = base_fingerprint(anchor)
+        self.policy_model = policy
+        self.anchor_model = anchor
+        for p in policy.parameters():
+            p.requires_grad_(True)
+        for p in anchor.parameters():
+            p.requires_grad_(False)
+        self.with_value = value_body is not None
+        self.value_model: RewardModel | None = None
+        if value_body is not None:
+            self.value_model = RewardModel(value_body, zero_value_head(hidden_size_of(value_body)))
+            for p in self.value_model.parameters():
+                p.requires_grad_(True)
+            _freeze_output_head(value_body)
+
+    @classmethod
+    def from_model(cls, sft_model: nn.Module, *, with_value: bool = True) -> SeparateModels:
+        """Three independent copies of the SFT model (policy, anchor, value body)."""
+        return cls(copy.deepcopy(sft_model), copy.deepcopy(sft_model),
+                   copy.deepcopy(sft_model) if with_value else None)
+
+    @contextlib.contextmanager
+    def policy(self) -> Iterator[nn.Module]:
+        yield self.policy_model
+
+    @contextlib.contextmanager
+    def anchor(self) -> Iterator[nn.Module]:
+        yield self.anchor_model
+
+    def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.value_model is None:
+            raise RuntimeError("no value model (baseline is not 'value')")
+        return self.value_model.token_values(input_ids, attention_mask)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {POLICY: [p for p in self.policy_model.parameters() if p.requires_grad]}
+        if self.value_model is not None:
+            groups[VALUE] = [p for p in self.value_model.parameters() if p.requires_grad]
+        return groups
+
+    def save(self, folder: str | Path, *, tokenizer: Any | None = None) -> None:
+        folder = Path(folder)
+        self.policy_model.save_pretrained(str(folder / POLICY), safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(folder / POLICY))
+        if self.value_model is not None:
+            from safetensors.torch import save_model
+
+            (folder / VALUE).mkdir(parents=True, exist_ok=True)
+            save_model(self.value_model.backbone, str(folder / VALUE / "model.safetensors"))
+            self.value_model.head.save(folder / VALUE)
+        atomic_write_json(folder / RL_INFO, {"mode": self.mode, "anchor_fingerprint": self.anchor_fingerprint})
+
+    def load(self, folder: str | Path) -> None:
+        from safetensors.torch import load_file, load_model
+
+        folder = Path(folder)
+        _check_rl_info(folder, self.mode, self.anchor_fingerprint)
+        state = load_file(str(folder / POLICY / "model.safetensors"))
+        missing, unexpected = self.policy_model.load_state_dict(state, strict=False)
+        tied = set(getattr(self.policy_model, "_tied_weights_keys", None) or [])
+        if unexpected or [m for m in missing if m not in tied and not m.endswith("lm_head.weight")]:
+            raise UserError(f"{folder / POLICY}: weights do not fit the policy model "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        if self.value_model is not None:
+            load_model(self.value_model.backbone, str(folder / VALUE / "model.safetensors"))
+            head = ScalarHead.load(folder / VALUE, expected_hidden_size=self.value_model.head.hidden_size)
+            self.value_model.head.load_state_dict(head.state_dict())
+
+    def merged_policy(self) -> nn.Module:
+        return self.policy_model
+
+
+def _freeze_output_head(model: nn.Module) -> None:
+    """The value model never uses the LM head; freeze it unless it is tied to the input embeddings."""
+    get_out = getattr(model, "get_output_embeddings", None)
+    get_in = getattr(model, "get_input_embeddings", None)
+    out = get_out() if callable(get_out) else None
+    inp = get_in() if callable(get_in) else None
+    if out is not None and (inp is None or out.weight is not inp.weight):
+        out.weight.requires_grad_(False)

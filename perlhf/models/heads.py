@@ -1,0 +1,376 @@
+"""Scalar heads, and the reward model: a transformer body plus a scalar head.
+
+A reward model scores a whole sequence with the head read at its last
+non-padding token; a value model (RL) reads the same head at every token
+(:meth:`RewardModel.token_values`). Neither computes LM-head logits: the
+forward pass calls the backbone's transformer body (``LlamaModel`` inside
+``LlamaForCausalLM``; an encoder is its own body) and stops at the last hidden
+states.
+
+On disk a reward model is a folder::
+
+    perlhf_reward.json        what it is: base model, mode, base-weights fingerprint, max lengths, task kind
+    head.safetensors          the scalar head ("weight" [1, hidden], "bias" [1])
+    head.json                 the head's exact shape and dtype, checked on load
+    adapter_config.json       mode "lora": a standard peft adapter,
+    adapter_model.safetensors     loadable with PeftModel.from_pretrained(base, folder)
+    config.json, model.safetensors   mode "full" / "merged": the whole (causal LM) model
+    tokenizer files
+
+The head is a separate module rather than a peft ``modules_to_save`` entry: it
+is saved beside the adapter in its own file with its shape, so it can neither be
+dropped from a saved adapter nor silently rebuilt with the wrong shape.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from perlhf.errors import UserError
+from perlhf.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+HEAD_WEIGHTS = "head.safetensors"
+HEAD_CONFIG = "head.json"
+REWARD_INFO = "perlhf_reward.json"
+FORMAT = "perlhf-reward"
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- head
+class ScalarHead(nn.Module):
+    """``Linear(hidden -> 1)``; kept in float32 whatever the backbone's dtype."""
+
+    def __init__(self, hidden_size: int, bias: bool = True, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1, bias=bias, dtype=dtype)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.linear.in_features
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Normal(0, 1/sqrt(hidden+1)) weights, zero bias: scores start near 0 with some spread."""
+        std = 1.0 / (self.hidden_size + 1) ** 0.5
+        with torch.no_grad():
+            w = torch.randn(self.linear.weight.shape, generator=generator, dtype=torch.float32) * std
+            self.linear.weight.copy_(w)
+            if self.linear.bias is not None:
+                self.linear.bias.zero_()
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden.to(self.linear.weight.dtype)).squeeze(-1)
+
+    def shape_info(self) -> dict[str, Any]:
+        return {
+            "in_features": self.linear.in_features,
+            "out_features": self.linear.out_features,
+            "bias": self.linear.bias is not None,
+            "dtype": str(self.linear.weight.dtype).removeprefix("torch."),
+        }
+
+    def save(self, folder: str | os.PathLike) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.linear.state_dict().items()}
+        save_file(tensors, str(folder / HEAD_WEIGHTS), metadata={"format": "perlhf-scalar-head"})
+        atomic_write_json(folder / HEAD_CONFIG, self.shape_info())
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, expected_hidden_size: int | None = None) -> ScalarHead:
+        """Rebuild the head with the exact saved shape; a mismatch is a clear error, never a silent re-init."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        cfg_path, w_path = folder / HEAD_CONFIG, folder / HEAD_WEIGHTS
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise UserError(f"{folder}: no scalar head ({HEAD_WEIGHTS} + {HEAD_CONFIG}); "
+                            "is this a perlhf reward/value model folder?")
+        info = json.loads(cfg_path.read_text())
+        tensors = load_file(str(w_path))
+        want_w = (int(info["out_features"]), int(info["in_features"]))
+        got_w = tuple(tensors.get("weight", torch.empty(0)).shape)
+        if got_w != want_w or (info.get("bias", True) and tuple(tensors.get("bias", torch.empty(0)).shape)
+                               != (want_w[0],)):
+            raise UserError(f"{w_path}: head weights {got_w} do not match {cfg_path} ({want_w}); the folder is corrupt")
+        if want_w[0] != 1:
+            raise UserError(f"{cfg_path}: expected a scalar head (out_features 1), got {want_w[0]}")
+        if expected_hidden_size is not None and want_w[1] != expected_hidden_size:
+            raise UserError(
+                f"{cfg_path}: the head expects hidden size {want_w[1]} but the backbone has {expected_hidden_size}: "
+                "this head was trained on a different model"
+            )
+        dtype = getattr(torch, str(info.get("dtype", "float32")))
+        head = cls(want_w[1], bias=bool(info.get("bias", True)), dtype=dtype)
+        head.linear.load_state_dict(tensors, strict=True)
+        return head
+
+
+# --------------------------------------------------------------------------- pure helpers
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-padding token of each row; right or left padding alike.
+
+    Rows with no real token give index 0."""
+    positions = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
+    return (positions * attention_mask.to(torch.long)).argmax(dim=-1)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions 0, 1, ... counted over real tokens only (so left padding does not shift them)."""
+    return (attention_mask.to(torch.long).cumsum(-1) - 1).clamp(min=0)
+
+
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def transformer_body(model: nn.Module) -> nn.Module:
+    """The module that returns last hidden states: the decoder of a causal LM (no LM head),
+    an encoder itself. LoRA layers injected by peft live inside it, so they are applied."""
+    model = unwrap_peft(model)
+    body = getattr(model, "base_model", None)
+    return body if isinstance(body, nn.Module) else model
+
+
+def hidden_size_of(model: nn.Module) -> int:
+    cfg = getattr(unwrap_peft(model), "config", None)
+    for key in ("hidden_size", "d_model", "n_embd", "dim"):
+        if cfg is not None and getattr(cfg, key, None):
+            return int(getattr(cfg, key))
+    raise UserError(f"cannot tell the hidden size of {type(model).__name__}: its config has no hidden_size")
+
+
+# --------------------------------------------------------------------------- model
+class RewardModel(nn.Module):
+    """A backbone (causal LM, encoder, or either wrapped by peft) plus a :class:`ScalarHead`."""
+
+    def __init__(self, backbone: nn.Module, head: ScalarHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        body = transformer_body(backbone)
+        params = inspect.signature(body.forward).parameters
+        self._pass_positions = "position_ids" in params
+        self._pass_use_cache = "use_cache" in params
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._pass_positions:
+            kwargs["position_ids"] = position_ids_from_mask(attention_mask)
+        if self._pass_use_cache:
+            kwargs["use_cache"] = False
+        out = transformer_body(self.backbone)(**kwargs)
+        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Scores, shape [batch]: the head at each row's last non-padding token."""
+        hidden = self.hidden_states(input_ids, attention_mask)
+        last = last_token_index(attention_mask)
+        picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return self.head(picked)
+
+    def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The head at every position, shape [batch, seq] (a value model's V(s_t))."""
+        return self.head(self.hidden_states(input_ids, attention_mask))
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.backbone, "peft_config")
+
+
+# --------------------------------------------------------------------------- metadata
+@dataclass
+class RewardInfo:
+    """The contents of ``perlhf_reward.json``."""
+
+    base_model: str
+    mode: str  # "lora" | "full" | "merged"
+    base_fingerprint: str
+    max_prompt_tokens: int
+    max_response_tokens: int
+    task_kind: str  # "pair" | "rating"
+    task: str = ""
+    hidden_size: int = 0
+    backbone: str = "causal"  # "causal" | "encoder"
+    lora: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+    version: int = FORMAT_VERSION
+
+    def save(self, folder: str | os.PathLike) -> None:
+        atomic_write_json(Path(folder) / REWARD_INFO, asdict(self))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> RewardInfo:
+        path = Path(folder) / REWARD_INFO
+        if not Path(folder).is_dir():
+            raise UserError(f"--model-dir {folder}: no such directory")
+        if not path.is_file():
+            raise UserError(f"{folder}: not a perlhf reward model folder (no {REWARD_INFO}); "
+                            "pass the final/ folder of a `perlhf rm` run or a `perlhf rm merge` output")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
+        if data.get("format") != FORMAT:
+            raise UserError(f"{path}: not a perlhf reward model description (format {data.get('format')!r})")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# --------------------------------------------------------------------------- loading and saving
+def load_backbone(name: str, *, kind: str = "causal", dtype: torch.dtype | str | None = None,
+                  trust_remote_code: bool = False) -> nn.Module:
+    """A causal LM (through :mod:`perlhf.models`: hub id, local folder or the offline default)
+    or, for ``kind="encoder"``, a transformers ``AutoModel``."""
+    if kind == "encoder":
+        from transformers import AutoModel
+
+        path = _resolve_path(name)
+        return AutoModel.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+    from perlhf.models import load_causal_lm
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = _dtype(dtype)
+    return load_causal_lm(name, **kwargs)
+
+
+def _resolve_path(name: str) -> str:
+    if Path(name).is_dir():
+        return name
+    from perlhf.models import resolve_model
+
+    resolved = resolve_model(name)
+    return str(getattr(resolved, "path", resolved))
+
+
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return getattr(torch, dtype) if dtype != "auto" else "auto"
+
+
+def is_causal_lm(name: str) -> bool:
+    """Whether a model folder / name is a causal LM (else it is treated as an encoder)."""
+    try:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(_resolve_path(name))
+    except Exception:  # noqa: BLE001 - unknown: let the causal-LM loader report it
+        return True
+    archs = getattr(cfg, "architectures", None) or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in archs):
+        return True
+    return not (getattr(cfg, "is_encoder_decoder", False) or any(a.endswith(("Model", "ForMaskedLM")) for a in archs))
+
+
+def save_reward_model(model: RewardModel, folder: str | os.PathLike, info: RewardInfo,
+                      tokenizer: Any | None = None) -> Path:
+    """Write a reward model folder (atomically: complete or absent)."""
+    from perlhf.io import atomic_directory
+
+    folder = Path(folder)
+    with atomic_directory(folder) as tmp:
+        model.backbone.save_pretrained(str(tmp))
+        model.head.save(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        info.hidden_size = model.head.hidden_size
+        info.save(tmp)
+    return folder
+
+
+def load_reward_model(folder: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
+                      trust_remote_code: bool = False, base: nn.Module | None = None,
+                      check_fingerprint: bool = True) -> tuple[RewardModel, RewardInfo]:
+    """Load a reward model folder for inference (eval mode, no gradients needed).
+
+    For a LoRA folder the base model named in ``perlhf_reward.json`` is loaded (or
+    ``base`` is used) and its fingerprint must match the one the adapter was trained on."""
+    from peft import PeftModel
+
+    info = RewardInfo.load(folder)
+    folder = Path(folder)
+    if info.mode == "lora":
+        backbone = base if base is not None else load_backbone(
+            info.base_model, kind=info.backbone, dtype=dtype, trust_remote_code=trust_remote_code)
+        if check_fingerprint:
+            check_base_fingerprint(backbone, info, folder)
+        backbone = PeftModel.from_pretrained(backbone, str(folder), is_trainable=False)
+    elif info.mode in ("full", "merged"):
+        if info.backbone == "encoder":
+            backbone = load_backbone(str(folder), kind="encoder", dtype=dtype, trust_remote_code=trust_remote_code)
+        else:
+            from transformers import AutoModelForCausalLM
+
+            backbone = AutoModelForCausalLM.from_pretrained(str(folder), dtype=_dtype(dtype),
+                                                            trust_remote_code=trust_remote_code)
+    else:
+        raise UserError(f"{folder / REWARD_INFO}: unknown mode {info.mode!r} (expected lora, full or merged)")
+    head = ScalarHead.load(folder, expected_hidden_size=hidden_size_of(backbone))
+    model = RewardModel(backbone, head)
+    model.eval()
+    return model, info
+
+
+def check_base_fingerprint(backbone: nn.Module, info: RewardInfo, folder: str | os.PathLike) -> None:
+    """Refuse to put an adapter on base weights other than those it was trained on."""
+    from perlhf.models.fingerprint import base_fingerprint
+
+    got = base_fingerprint(backbone)
+    if info.base_fingerprint and got != info.base_fingerprint:
+        raise UserError(
+            f"{folder}: this adapter was trained on base weights {info.base_fingerprint[:19]}… "
+            f"but the backbone given has {got[:19]}… ({info.base_model}); load the same base model "
+            "the reward model was trained on, or use a merged reward model (`perlhf rm merge`)"
+        )
+
+
+def load_tokenizer_for(folder: str | os.PathLike, info: RewardInfo):
+    """The tokenizer saved in the folder, else the base model's."""
+    folder = Path(folder)
+    if (folder / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(folder))
+    from perlhf.models import load_tokenizer
+
+    return load_tokenizer(info.base_model)
+
+
+def merge_reward_model(folder: str | os.PathLike, output: str | os.PathLike, *,
+                       dtype: torch.dtype | str | None = None, trust_remote_code: bool = False) -> Path:
+    """Fold a LoRA reward model's adapter into its base weights: a plain model folder
+    (mode "merged") that scores like the adapter model but costs what a plain model costs."""
+    model, info = load_reward_model(folder, dtype=dtype, trust_remote_code=trust_remote_code)
+    if info.mode != "lora":
+        raise UserError(f"{folder}: a {info.mode} reward model has no adapter to merge; use it as it is")
+    try:
+        tokenizer = load_tokenizer_for(folder, info)
+    except UserError as exc:  # scoring will load the base model's tokenizer by name
+        log.warning("merged model written without a tokenizer: %s", exc)
+        tokenizer = None
+    merged = model.backbone.merge_and_unload()
+    merged_model = RewardModel(merged, model.head)
+    from perlhf.models.fingerprint import base_fingerprint
+
+    new_info = RewardInfo(**{**asdict(info), "mode": "merged", "base_fingerprint": base_fingerprint(merged),
+                             "extra": {**info.extra, "merged_from": str(folder),
+                                       "adapter_base_fingerprint": info.base_fingerprint}})
+    return save_reward_model(merged_model, output, new_info, tokenizer)

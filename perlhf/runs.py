@@ -1,0 +1,250 @@
+"""Run directories, metrics, checkpoints and resume — shared by every training stage.
+
+A run directory holds::
+
+    config.yaml          the resolved config of the run
+    metrics.jsonl        one JSON object per logged step (``{"step": .., "split": .., ...}``)
+    checkpoints/step-00000040/   complete checkpoints only (written atomically)
+    summary.json         the final summary (written last)
+
+Checkpoints are written into a temporary folder and renamed, so ``kill -9`` at
+any point leaves the last complete checkpoint. ``--resume`` loads it and
+continues with the same data order: batches come from a permutation seeded by
+(seed, epoch) and each step seeds torch with (seed, step), so a resumed run
+repeats exactly what the uninterrupted run would have done.
+A checkpoint is never written when any tracked value is NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from perlhf.errors import UserError
+from perlhf.io import atomic_directory, atomic_write_json, atomic_write_text, clean_json, dumps_json
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "step-"
+
+
+class NonFiniteError(UserError):
+    """A loss, reward or gradient became NaN or infinite; the run stops without checkpointing."""
+
+
+def check_finite(step: int, **values: float) -> None:
+    """Raise :class:`NonFiniteError` naming the step and the value if any value is NaN or infinite."""
+    bad = {k: v for k, v in values.items() if v is not None and not math.isfinite(float(v))}
+    if bad:
+        names = ", ".join(f"{k}={v}" for k, v in bad.items())
+        raise NonFiniteError(
+            f"non-finite value at step {step}: {names}. Stopped without writing a checkpoint; "
+            "the last good checkpoint (if any) is intact. Lower the learning rate or check the data, "
+            "then rerun with --resume."
+        )
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed used for everything random inside one optimizer step (dropout, sampling)."""
+    return (seed * 1_000_003 + step * 7919) % (2**31 - 1)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
+    """The order in which examples are visited in ``epoch`` (deterministic, process-independent)."""
+    rng = random.Random(seed * 10_007 + epoch)
+    order = list(range(n))
+    rng.shuffle(order)
+    return order
+
+
+def batches_from(order: Sequence[int], batch_size: int, *, drop_last: bool = True) -> list[list[int]]:
+    out = [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    if drop_last and out and len(out[-1]) < batch_size:
+        out.pop()
+    return out
+
+
+@dataclass
+class RunDir:
+    """A training run's output folder."""
+
+    path: Path
+    resumed_from: Path | None = None
+
+    @classmethod
+    def prepare(cls, path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
+                option: str = "--output-dir") -> RunDir:
+        path = Path(path)
+        if overwrite and resume:
+            raise UserError("--overwrite and --resume exclude each other: choose one")
+        exists = path.exists() and any(path.iterdir())
+        if exists and path.is_file():
+            raise UserError(f"{option} {path}: is a file, not a directory")
+        if resume:
+            if not exists:
+                raise UserError(f"--resume: {path} does not exist or is empty; start the run without --resume")
+            run = cls(path)
+            run.resumed_from = run.latest_checkpoint()
+            if run.resumed_from is None:
+                log.warning("--resume: no complete checkpoint in %s; starting from the beginning", path)
+            return run
+        if exists and not overwrite:
+            raise UserError(
+                f"{option} {path} already exists and is not empty: pass --overwrite to replace it "
+                "or --resume to continue it"
+            )
+        if exists and overwrite:
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    # -- files -----------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def save_config(self, cfg: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(clean_json(cfg), sort_keys=False))
+
+    def write_summary(self, summary: dict[str, Any], name: str = "summary.json") -> Path:
+        out = self.path / name
+        atomic_write_json(out, summary)
+        return out
+
+    # -- metrics ---------------------------------------------------------------
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line (flushed, so a crash keeps every logged line)."""
+        with open(self.metrics_path, "a", encoding="utf-8") as fh:
+            fh.write(dumps_json(record, indent=None) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        out = []
+        for line in self.metrics_path.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a torn last line after kill -9
+        return out
+
+    def truncate_metrics_after(self, step: int) -> None:
+        """On resume: drop metric lines logged after the checkpoint's step (they will be logged again)."""
+        kept = [r for r in self.read_metrics() if int(r.get("step", 0)) <= step]
+        atomic_write_text(self.metrics_path, "".join(dumps_json(r, indent=None) + "\n" for r in kept))
+
+    # -- checkpoints -----------------------------------------------------------
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints_dir / f"{CHECKPOINT_PREFIX}{step:08d}"
+
+    def list_checkpoints(self) -> list[Path]:
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoints_dir.iterdir()
+                 if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "trainer_state.json").is_file()]
+        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+    def latest_checkpoint(self) -> Path | None:
+        ckpts = self.list_checkpoints()
+        return ckpts[-1] if ckpts else None
+
+    def checkpoint_writer(self, step: int):
+        """Context manager yielding a temp folder that becomes ``checkpoints/step-N`` on success."""
+        return atomic_directory(self.checkpoint_path(step))
+
+    def prune_checkpoints(self, keep: int, protect: Iterable[Path] = ()) -> None:
+        protect = {Path(p).resolve() for p in protect}
+        ckpts = self.list_checkpoints()
+        for p in ckpts[: max(0, len(ckpts) - keep)]:
+            if p.resolve() not in protect:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def save_trainer_state(folder: Path, state: dict[str, Any]) -> None:
+    """``trainer_state.json`` is written last: its presence marks a checkpoint complete."""
+    atomic_write_json(folder / "trainer_state.json", state)
+
+
+def load_trainer_state(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+def save_optimizer(folder: Path, optimizer: Any, scheduler: Any | None = None) -> None:
+    import torch
+
+    state = {"optimizer": optimizer.state_dict()}
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    torch.save(state, folder / "optimizer.pt")
+
+
+def load_optimizer(folder: Path, optimizer: Any, scheduler: Any | None = None) -> None:
+    import torch
+
+    # weights_only=True: tensors, numbers and containers only, never arbitrary pickled objects.
+    state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+
+
+def iterate_steps(n_examples: int, batch_size: int, seed: int, max_steps: int,
+                  start_step: int = 0) -> Iterator[tuple[int, int, list[int]]]:
+    """Yield ``(step, epoch, batch_indices)`` for steps ``start_step+1 .. max_steps``.
+
+    The schedule depends only on (n_examples, batch_size, seed), so resuming at
+    ``start_step`` yields exactly the batches the uninterrupted run would have seen.
+    """
+    if n_examples < batch_size:
+        raise UserError(
+            f"only {n_examples} training examples for a batch of {batch_size}: lower --batch-size "
+            "or use more data"
+        )
+    per_epoch = n_examples // batch_size
+    step = 0
+    epoch = 0
+    while step < max_steps:
+        order = epoch_permutation(n_examples, seed, epoch)
+        for batch in batches_from(order, batch_size):
+            step += 1
+            if step > max_steps:
+                return
+            if step > start_step:
+                yield step, epoch, batch
+        epoch += 1
+        if per_epoch == 0:
+            return
+
+
+def make_accelerator(cpu: bool | None = None, mixed_precision: str = "no"):
+    """An accelerate ``Accelerator``; under ``torchrun`` it is data-parallel (gloo on CPU)."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=bool(cpu), mixed_precision=mixed_precision)

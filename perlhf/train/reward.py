@@ -1,0 +1,649 @@
+"""The reward-model recipe: ``perlhf rm train``.
+
+Reads top to bottom as the stage it is:
+
+1. load the task's splits (pairs or ratings) and tokenize them
+   (prompt truncated from the left, response capped);
+2. build the reward model: backbone body + scalar head, LoRA adapters
+   (``--mode lora``) or every weight trainable (``--mode full``);
+3. score validation and test once before training (the "untrained" baseline);
+4. train: length-bucketed batches, chosen and rejected in one forward pass,
+   gradient accumulation, data-parallel through accelerate; the loss follows
+   the data kind (Bradley-Terry for pairs, BCE for ratings);
+5. every ``--eval-every`` steps: validation metrics, keep the best weights,
+   write a resumable checkpoint;
+6. at the end: restore the best weights, score the test split, write
+   ``final/`` (standard peft adapter + head) and ``summary.json`` with the
+   quality and cost figures.
+
+Determinism: the batches of a step depend only on (data, seed, step) and each
+micro-batch seeds torch from (seed, step, micro-batch index), so ``--resume``
+and ``torchrun --nproc_per_node N`` repeat the single-process run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perlhf.config import config_to_dict, option
+from perlhf.errors import UserError
+from perlhf.eval.metrics import reward_metrics, selection_metric
+from perlhf.models.heads import RewardInfo, RewardModel, ScalarHead, hidden_size_of, save_reward_model
+from perlhf.runs import (
+    RunDir,
+    check_finite,
+    load_optimizer,
+    load_trainer_state,
+    save_optimizer,
+    save_trainer_state,
+    seed_everything,
+    step_seed,
+)
+from perlhf.train.batching import Batch, collate, eval_batches, split_micro_batches, step_schedule
+from perlhf.train.losses import reward_loss
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LR = {"lora": 1e-4, "full": 1e-5}
+TRAINABLE_FILE = "trainable.safetensors"
+# Options that may change between a run and its --resume without changing what is computed.
+RESUMABLE_CHANGES = {"max_steps", "resume", "overwrite", "report_to", "progress", "output_dir", "eval_untrained"}
+
+
+@dataclass
+class RewardConfig:
+    """Options of ``perlhf rm train``."""
+
+    task: str = option("taskmaster-coffee", "task to train on: pairs (hh-harmless, shp, tldr, jsonl) or "
+                       "thumbs-up/down ratings (taskmaster-coffee, taskmaster-ticketing, jsonl); the loss follows")
+    data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
+    path: str | None = option(None, "data file for --task jsonl ({prompt, chosen, rejected} or {prompt, response, label})")
+    model: str = option("smollm2-135m", "backbone: an offline name (smollm2-135m), a local folder or a hub id; "
+                        "causal LMs and encoders both work")
+    mode: str = option("lora", "lora: train LoRA adapters + the head on a frozen backbone; full: train every weight",
+                       choices=["lora", "full"])
+    lora_rank: int = option(8, "LoRA rank r (> 0)")
+    lora_alpha: float | None = option(None, "LoRA alpha (scaling alpha/r); default 2 x rank")
+    lora_dropout: float = option(0.0, "dropout on the LoRA input, in [0, 1)")
+    lora_targets: str = option("attention", "modules that get adapters: attention (q, k, v, o projections; the "
+                               "paper's choice), all-linear, or a comma-separated list of module names")
+    learning_rate: float | None = option(None, "AdamW learning rate; default 1e-4 for lora, 1e-5 for full "
+                                         "(LoRA wants about 10x the full-tuning rate)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(0, "linear learning-rate warm-up steps, then constant")
+    max_grad_norm: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
+    batch_size: int = option(16, "examples (pairs or rated responses) per optimizer step, over all processes")
+    grad_accum: int = option(1, "micro-batches per process per optimizer step (gradient accumulation)")
+    eval_batch_size: int = option(16, "examples per evaluation forward pass (per process)")
+    max_steps: int = option(200, "optimizer steps to train")
+    eval_every: int = option(50, "validate, keep the best weights and checkpoint every N steps (and at the end)")
+    bucket_window: int = option(32, "length bucketing: sort examples within windows of this many batches "
+                                "(1: no bucketing across batches)")
+    max_prompt_tokens: int = option(384, "prompt token budget; longer prompts lose their oldest turns")
+    max_response_tokens: int = option(128, "response token budget; longer responses are cut")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory, slower)")
+    max_train_examples: int | None = option(None, "train on a seeded random subset of this many examples")
+    max_eval_examples: int | None = option(None, "evaluate on a seeded random subset of this many examples "
+                                           "per split (validation, test)")
+    dtype: str = option("float32", "backbone weight dtype (the head stays float32)",
+                        choices=["float32", "bfloat16", "float16"])
+    trust_remote_code: bool = option(False, "allow code from the model repository to run")
+    seed: int = option(0, "seed for the head, the data order, the subsets and dropout")
+    output_dir: str = option("runs/rm", "run directory (config, metrics.jsonl, checkpoints, final/, summary.json)")
+    overwrite: bool = option(False, "replace an existing run directory")
+    resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
+    report_to: str = option("tensorboard", "also log to TensorBoard (when installed) or Weights & Biases",
+                            choices=["tensorboard", "wandb", "none"])
+    eval_untrained: bool = option(True, "score validation and test before training (the untrained baseline)")
+    progress: bool = option(True, "show a progress bar")
+
+    def validate(self) -> None:
+        if self.mode not in ("lora", "full"):
+            raise UserError(f"--mode {self.mode!r}: choose lora or full")
+        if self.mode == "lora":
+            self.lora_options().validate()
+        for name in ("batch_size", "grad_accum", "eval_batch_size", "max_steps", "eval_every",
+                     "max_prompt_tokens", "max_response_tokens", "bucket_window"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.warmup_steps < 0 or self.max_grad_norm < 0:
+            raise UserError("--warmup-steps and --max-grad-norm must be >= 0")
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.mode]
+
+    def lora_options(self):
+        from perlhf.models.lora import LoraOptions
+
+        return LoraOptions(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                           targets=self.lora_targets)
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class EncodedSplit:
+    """A tokenized split. Ratings: ``first`` holds each sequence; pairs: ``first`` the chosen
+    and ``second`` the rejected (prompt + response token ids)."""
+
+    name: str
+    kind: str
+    first: list[list[int]]
+    second: list[list[int]] | None
+    labels: list[int] | None
+    prompts_truncated: int = 0
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    @property
+    def lengths(self) -> list[int]:
+        if self.second is None:
+            return [len(s) for s in self.first]
+        return [max(len(a), len(b)) for a, b in zip(self.first, self.second, strict=True)]
+
+    def batch(self, indices: list[int], pad_id: int) -> Batch:
+        """One padded batch; pairs are laid out chosen rows then rejected rows (one forward)."""
+        if self.second is None:
+            assert self.labels is not None
+            return collate([self.first[i] for i in indices], pad_id, [self.labels[i] for i in indices])
+        return collate([self.first[i] for i in indices] + [self.second[i] for i in indices], pad_id)
+
+
+def subset(records: list[Any], limit: int | None, seed: int) -> list[Any]:
+    """A seeded random subset in the original order (all records when ``limit`` is None)."""
+    if limit is None or limit >= len(records):
+        return list(records)
+    keep = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in keep]
+
+
+def load_splits(cfg: RewardConfig) -> tuple[str, dict[str, list[Any]]]:
+    """The task's kind and its train/validation/test records (subsets applied); empty splits refused."""
+    from perlhf.data import load_task
+
+    task = load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
+    if task.kind not in ("pair", "rating"):
+        raise UserError(f"--task {cfg.task}: holds {task.kind} records; a reward model needs preference "
+                        "pairs or thumbs-up/down ratings")
+    splits = {
+        "train": subset(task.splits.get("train", []), cfg.max_train_examples, cfg.seed),
+        "validation": subset(task.splits.get("validation", []), cfg.max_eval_examples, cfg.seed + 1),
+        "test": subset(task.splits.get("test", []), cfg.max_eval_examples, cfg.seed + 2),
+    }
+    for name, records in splits.items():
+        if not records:
+            raise UserError(f"--task {cfg.task}: the {name} split is empty; use a larger data file "
+                            "(or larger --max-*-examples)")
+    if task.kind == "rating" and len({r.label for r in splits["train"]}) < 2:
+        raise UserError(f"--task {cfg.task}: the train split has only label {splits['train'][0].label}; "
+                        "a thumbs-up/down reward model needs both labels")
+    return task.kind, splits
+
+
+def encode_split(name: str, kind: str, records: list[Any], tokenizer: Any, cfg: RewardConfig) -> EncodedSplit:
+    """prompt ids (left-truncated to the budget) + response ids (capped, ending with end-of-turn)."""
+    from perlhf.data.render import encode_prompt, encode_response
+
+    first: list[list[int]] = []
+    second: list[list[int]] = []
+    labels: list[int] = []
+    truncated = 0
+    for rec in records:
+        prompt, was_cut = encode_prompt(tokenizer, rec.prompt, cfg.max_prompt_tokens)
+        truncated += int(bool(was_cut))
+        prompt = list(prompt)
+        if kind == "pair":
+            first.append(prompt + list(encode_response(tokenizer, rec.chosen, cfg.max_response_tokens)))
+            second.append(prompt + list(encode_response(tokenizer, rec.rejected, cfg.max_response_tokens)))
+        else:
+            first.append(prompt + list(encode_response(tokenizer, rec.response, cfg.max_response_tokens)))
+            labels.append(int(rec.label))
+    return EncodedSplit(name, kind, first, second if kind == "pair" else None,
+                        labels if kind == "rating" else None, truncated)
+
+
+# --------------------------------------------------------------------------- model
+def build_reward_model(cfg: RewardConfig) -> tuple[RewardModel, str]:
+    """The trainable reward model and its backbone kind ("causal" or "encoder")."""
+    from perlhf.models.heads import is_causal_lm, load_backbone
+
+    kind = "causal" if is_causal_lm(cfg.model) else "encoder"
+    backbone = load_backbone(cfg.model, kind=kind, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    return make_reward_model(backbone, cfg), kind
+
+
+def make_reward_model(backbone: torch.nn.Module, cfg: RewardConfig) -> RewardModel:
+    """Put a seeded scalar head on ``backbone`` and make the right parameters trainable."""
+    if getattr(backbone, "config", None) is not None:
+        backbone.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(backbone)
+        if cfg.mode == "lora":
+            # Inputs must require grad for checkpointed segments whose weights are all frozen.
+            backbone.enable_input_require_grads()
+    head = ScalarHead(hidden_size_of(backbone))
+    head.reset_parameters(torch.Generator().manual_seed(cfg.seed))
+    if cfg.mode == "lora":
+        from perlhf.models.lora import apply_lora
+
+        backbone = apply_lora(backbone, cfg.lora_options())  # base frozen, adapter trainable
+    else:
+        backbone.requires_grad_(True)
+        _freeze_unused_lm_head(backbone)
+    model = RewardModel(backbone, head)
+    model.head.requires_grad_(True)
+    model.train()
+    return model
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Non-reentrant activation checkpointing (works with frozen weights, LoRA and DDP)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _freeze_unused_lm_head(model: torch.nn.Module) -> None:
+    """The LM head is never used by a reward model; freeze it unless it is tied to the input embeddings."""
+    out, inp = None, None
+    with contextlib.suppress(AttributeError, NotImplementedError):
+        out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    if out is not None and (inp is None or out.weight is not inp.weight):
+        out.requires_grad_(False)
+
+
+def trainable_state(model: RewardModel) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_trainable(model: RewardModel, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(trainable_state(model), str(folder / TRAINABLE_FILE))
+
+
+def load_trainable(model: RewardModel, folder: Path) -> None:
+    """Restore exactly the trainable tensors saved by :func:`save_trainable`."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / TRAINABLE_FILE))
+    expected = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise UserError(f"{folder / TRAINABLE_FILE}: does not match this model (missing {missing[:3]}, "
+                        f"unexpected {extra[:3]}); was the run's --mode/--model/--lora-* changed?")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].copy_(tensor)
+
+
+# --------------------------------------------------------------------------- evaluation
+@torch.inference_mode()
+def score_split(model: RewardModel, data: EncodedSplit, pad_id: int, batch_size: int, device: torch.device,
+                rank: int = 0, world: int = 1) -> list[float]:
+    """Scores of a split (pairs: chosen scores then rejected scores), sharded over processes."""
+    was_training = model.training
+    model.eval()
+    n = len(data)
+    first = [0.0] * n
+    second = [0.0] * n
+    mine: list[tuple[int, float, float]] = []
+    for batch_idx in eval_batches(data.lengths, batch_size)[rank::world]:
+        batch = data.batch(batch_idx, pad_id).to(device)
+        scores = model(batch.input_ids, batch.attention_mask).float().cpu().tolist()
+        k = len(batch_idx)
+        for j, i in enumerate(batch_idx):
+            mine.append((i, scores[j], scores[k + j] if data.second is not None else 0.0))
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        mine = gather_object(mine)
+    for i, a, b in mine:
+        first[i], second[i] = a, b
+    model.train(was_training)
+    return first + second if data.second is not None else first
+
+
+@torch.inference_mode()
+def score_texts(model: RewardModel, tokenizer: Any, items: list[tuple[Any, str]], max_prompt_tokens: int,
+                max_response_tokens: int, batch_size: int = 16) -> list[float]:
+    """Scores of (prompt messages, response) items, in input order (batched by length)."""
+    from perlhf.data.render import encode_prompt, encode_response
+
+    seqs = [list(encode_prompt(tokenizer, list(msgs), max_prompt_tokens)[0])
+            + list(encode_response(tokenizer, text, max_response_tokens)) for msgs, text in items]
+    device = next(model.parameters()).device
+    out = [0.0] * len(seqs)
+    model.eval()
+    for idx in eval_batches([len(s) for s in seqs], batch_size):
+        batch = collate([seqs[i] for i in idx], int(tokenizer.pad_token_id)).to(device)
+        for i, s in zip(idx, model(batch.input_ids, batch.attention_mask).float().cpu().tolist(), strict=True):
+            out[i] = s
+    return out
+
+
+def evaluate(model: RewardModel, data: EncodedSplit, pad_id: int, cfg: RewardConfig, accelerator: Any) -> dict:
+    scores = score_split(model, data, pad_id, cfg.eval_batch_size, accelerator.device,
+                         accelerator.process_index, accelerator.num_processes)
+    return reward_metrics(data.kind, scores, data.labels)
+
+
+def batch_accuracy(kind: str, scores: torch.Tensor, labels: torch.Tensor | None) -> float:
+    """Training-batch accuracy for the progress bar."""
+    if kind == "pair":
+        n = scores.shape[0] // 2
+        return float((scores[:n] > scores[n:]).float().mean())
+    assert labels is not None
+    return float(((scores > 0).float() == labels).float().mean())
+
+
+# --------------------------------------------------------------------------- logging
+class Reporter:
+    """metrics.jsonl always; TensorBoard or W&B when asked and installed (main process only)."""
+
+    def __init__(self, run: RunDir, cfg: RewardConfig, enabled: bool):
+        self.run, self.enabled, self.tb, self.wandb = run, enabled, None, None
+        if not enabled or cfg.report_to == "none":
+            return
+        if cfg.report_to == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.info("tensorboard is not installed; logging to metrics.jsonl only")
+                return
+            self.tb = SummaryWriter(str(run.path / "tensorboard"))
+        elif cfg.report_to == "wandb":
+            try:
+                import wandb
+            except ImportError:
+                raise UserError("--report-to wandb: wandb is not installed (pip install wandb), "
+                                "or use --report-to tensorboard|none") from None
+            self.wandb = wandb.init(project="perlhf", name=run.path.name, config=config_to_dict(cfg))
+
+    def log(self, step: int, split: str, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.run.log_metrics({"step": step, "split": split, **values})
+        numeric = {k: v for k, v in values.items() if isinstance(v, int | float) and math.isfinite(v)}
+        if self.tb is not None:
+            for k, v in numeric.items():
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+        if self.wandb is not None:
+            self.wandb.log({f"{split}/{k}": v for k, v in numeric.items()}, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+# --------------------------------------------------------------------------- the recipe
+def _check_resume_config(run: RunDir, cfg: RewardConfig) -> None:
+    import yaml
+
+    path = run.path / "config.yaml"
+    if not path.is_file():
+        return
+    saved = yaml.safe_load(path.read_text()) or {}
+    now = config_to_dict(cfg)
+    changed = [k for k, v in now.items() if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v]
+    if changed:
+        diffs = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {now[k]!r}" for k in changed)
+        raise UserError(f"--resume {run.path}: options differ from the original run ({diffs}); "
+                        "resume with the same options (only --max-steps may grow) or start a new run")
+
+
+def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
+    """Run the whole stage; returns the summary (also written to ``summary.json``)."""
+    from perlhf.measure import PeakMemory, count_parameters, median_step_time
+    from perlhf.models import load_tokenizer
+    from perlhf.models.fingerprint import base_fingerprint
+    from perlhf.runs import make_accelerator
+
+    cfg.validate()
+    # cpu=True without CUDA: accelerate only sets up gloo data parallelism under torchrun when told "cpu".
+    accelerator = make_accelerator(cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    world, rank = accelerator.num_processes, accelerator.process_index
+    n_micro = cfg.grad_accum * world
+    if cfg.batch_size % n_micro:
+        raise UserError(f"--batch-size {cfg.batch_size} must be divisible by --grad-accum x processes "
+                        f"= {cfg.grad_accum} x {world}")
+
+    # The run directory (main process decides; the others wait and then see it).
+    run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume) if main else None
+    accelerator.wait_for_everyone()
+    if run is None:
+        run = RunDir(Path(cfg.output_dir))
+        run.resumed_from = run.latest_checkpoint() if cfg.resume else None
+    if cfg.resume:
+        _check_resume_config(run, cfg)
+    if main:
+        run.save_config({**config_to_dict(cfg), "learning_rate_used": cfg.lr, "num_processes": world})
+    seed_everything(cfg.seed)
+
+    # 1. Data.
+    kind, records = load_splits(cfg)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    pad_id = int(tokenizer.pad_token_id)
+    data = {name: encode_split(name, kind, recs, tokenizer, cfg) for name, recs in records.items()}
+    metric_name = selection_metric(kind)
+    for name, split in data.items():
+        if split.prompts_truncated:
+            log.info("%s: %d of %d prompts cut to %d tokens (oldest turns dropped)",
+                     name, split.prompts_truncated, len(split), cfg.max_prompt_tokens)
+
+    memory = PeakMemory(accelerator.device).start()
+    # 2. Model and optimizer.
+    model, backbone_kind = build_reward_model(cfg)
+    fingerprint = base_fingerprint(model)
+    trainable_params, total_params = count_parameters(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+
+    state: dict[str, Any] = {"step": 0, "best_step": None, "best_metric": None, "untrained": None}
+    if run.resumed_from is not None:
+        load_trainable(model, run.resumed_from)
+        load_optimizer(run.resumed_from, optimizer, scheduler)
+        state = load_trainer_state(run.resumed_from)
+        if main:
+            _truncate_metrics(run, state["step"])
+        log.info("resuming from %s (step %d)", run.resumed_from, state["step"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    inner: RewardModel = accelerator.unwrap_model(model)
+    reporter = Reporter(run, cfg, enabled=main)
+
+    # 3. The untrained model, for reference.
+    if state["untrained"] is None and cfg.eval_untrained:
+        state["untrained"] = {s: evaluate(inner, data[s], pad_id, cfg, accelerator) for s in ("validation", "test")}
+        reporter.log(0, "untrained", {f"{s}_{k}": v for s, m in state["untrained"].items() for k, v in m.items()})
+
+    # 4. Train.
+    train = data["train"]
+    lengths = train.lengths
+    step_times: list[float] = []
+    tokens = {"real": 0, "padded": 0, "examples": 0, "seconds": 0.0}
+    warmup = min(2, max(0, cfg.max_steps - state["step"] - 1))
+    recent_loss: deque[float] = deque(maxlen=20)
+    recent_acc: deque[float] = deque(maxlen=20)
+    bar = None
+    if main and cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"rm {cfg.mode}", dynamic_ncols=True)
+    model.train()
+    for step, epoch, batch_indices in step_schedule(lengths, cfg.batch_size, cfg.seed, cfg.max_steps,
+                                                    start_step=state["step"], window_batches=cfg.bucket_window):
+        t0 = time.perf_counter()
+        micro = split_micro_batches(batch_indices, lengths, n_micro)
+        mine = list(range(rank, n_micro, world))  # this process's micro-batches
+        loss_sum = torch.zeros((), device=accelerator.device)
+        acc_sum = 0.0
+        real = padded = 0
+        for j, m in enumerate(mine):
+            batch = train.batch(micro[m], pad_id).to(accelerator.device)
+            torch.manual_seed(step_seed(cfg.seed, step) + m)  # dropout: same masks whatever the process count
+            sync = accelerator.no_sync(model) if j < len(mine) - 1 else contextlib.nullcontext()
+            with sync:
+                scores = model(batch.input_ids, batch.attention_mask)
+                loss = reward_loss(kind, scores, batch.labels)
+                accelerator.backward(loss / cfg.grad_accum)
+            loss_sum += loss.detach()
+            acc_sum += batch_accuracy(kind, scores.detach(), batch.labels)
+            real += batch.real_tokens
+            padded += batch.padded_tokens
+        step_loss = float(accelerator.reduce(loss_sum / cfg.grad_accum, reduction="mean"))
+        grad_norm = float(accelerator.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad],
+            cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")))
+        check_finite(step, loss=step_loss, grad_norm=grad_norm)  # before the update: no NaN weights, ever
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        elapsed = time.perf_counter() - t0
+        step_times.append(elapsed)
+        counts = torch.tensor([real, padded], dtype=torch.float64, device=accelerator.device)
+        real, padded = (int(x) for x in accelerator.reduce(counts, reduction="sum").tolist())
+        if len(step_times) > warmup:
+            tokens["real"] += real
+            tokens["padded"] += padded
+            tokens["examples"] += cfg.batch_size
+            tokens["seconds"] += elapsed
+        step_acc = acc_sum / len(mine)
+        recent_loss.append(step_loss)
+        recent_acc.append(step_acc)
+        reporter.log(step, "train", {"loss": step_loss, "accuracy": step_acc, "grad_norm": grad_norm,
+                                     "lr": scheduler.get_last_lr()[0], "epoch": epoch, "step_s": elapsed,
+                                     "real_tokens": real, "padded_tokens": padded})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(recent_loss) / len(recent_loss):.4f}",
+                            acc=f"{sum(recent_acc) / len(recent_acc):.3f}")
+
+        # 5. Validate, keep the best, checkpoint.
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            val = evaluate(inner, data["validation"], pad_id, cfg, accelerator)
+            reporter.log(step, "validation", val)
+            improved = state["best_metric"] is None or val[metric_name] > state["best_metric"]
+            if improved:
+                state["best_metric"], state["best_step"] = val[metric_name], step
+            state["step"] = step
+            if main:
+                if improved:
+                    _write_best(run, inner, step, val)
+                _write_checkpoint(run, inner, optimizer, scheduler, state)
+            accelerator.wait_for_everyone()
+            if bar is not None:
+                bar.write(f"step {step}: validation {metric_name} {val[metric_name]:.4f} "
+                          f"(best {state['best_metric']:.4f} at step {state['best_step']})")
+    if bar is not None:
+        bar.close()
+
+    # 6. Best weights -> test metrics -> final/ + summary.
+    best_dir = run.path / "best"
+    if (best_dir / TRAINABLE_FILE).is_file():
+        load_trainable(inner, best_dir)
+    test = evaluate(inner, data["test"], pad_id, cfg, accelerator)
+    memory.stop()
+    summary: dict[str, Any] = {
+        "stage": "rm",
+        "task": cfg.task,
+        "kind": kind,
+        "model": cfg.model,
+        "mode": cfg.mode,
+        "lora_rank": cfg.lora_rank if cfg.mode == "lora" else None,
+        "learning_rate": cfg.lr,
+        "steps": cfg.max_steps,
+        "batch_size": cfg.batch_size,
+        "num_processes": world,
+        "examples": {k: len(v) for k, v in data.items()},
+        "prompts_truncated": {k: v.prompts_truncated for k, v in data.items()},
+        "selection_metric": metric_name,
+        "best_step": state["best_step"],
+        "validation_best": state["best_metric"],
+        "test": test,
+        "untrained": state["untrained"],
+        "majority_baseline": test.get("majority_baseline", 0.5),
+        "params": {"trainable": trainable_params, "total": total_params,
+                   "trainable_pct": 100.0 * trainable_params / total_params},
+        "cost": _cost(step_times, tokens, warmup, memory, median_step_time),
+        "base_fingerprint": fingerprint,
+        "final_dir": str(run.path / "final"),
+    }
+    if main:
+        info = RewardInfo(base_model=cfg.model, mode=cfg.mode, base_fingerprint=fingerprint,
+                          max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens,
+                          task_kind=kind, task=cfg.task, backbone=backbone_kind,
+                          lora=dataclasses.asdict(cfg.lora_options()) if cfg.mode == "lora" else None,
+                          extra={"best_step": state["best_step"], "test": test})
+        save_reward_model(inner, run.path / "final", info, tokenizer)
+        reporter.log(cfg.max_steps, "test", test)
+        run.write_summary(summary)
+    reporter.close()
+    accelerator.wait_for_everyone()
+    return {**summary, "is_main_process": main}
+
+
+def _truncate_metrics(run: RunDir, step: int) -> None:
+    """On resume: drop lines after the checkpoint and the test line of a run that had finished."""
+    from perlhf.io import atomic_write_text, dumps_json
+
+    kept = [r for r in run.read_metrics() if int(r.get("step", 0)) <= step and r.get("split") != "test"]
+    atomic_write_text(run.metrics_path, "".join(dumps_json(r, indent=None) + "\n" for r in kept))
+
+
+def _write_best(run: RunDir, model: RewardModel, step: int, metrics: dict) -> None:
+    from perlhf.io import atomic_directory, atomic_write_json
+
+    with atomic_directory(run.path / "best") as tmp:
+        save_trainable(model, tmp)
+        atomic_write_json(tmp / "best.json", {"step": step, "validation": metrics})
+
+
+def _write_checkpoint(run: RunDir, model: RewardModel, optimizer: Any, scheduler: Any, state: dict) -> None:
+    with run.checkpoint_writer(state["step"]) as tmp:
+        save_trainable(model, tmp)
+        save_optimizer(tmp, optimizer, scheduler)
+        save_trainer_state(tmp, state)  # last: marks the checkpoint complete
+    run.prune_checkpoints(keep=2)
+
+
+def _cost(step_times: list[float], tokens: dict, warmup: int, memory: Any, median_step_time: Any) -> dict:
+    timed = tokens["seconds"]
+    median = median_step_time(step_times, warmup=warmup) if len(step_times) > warmup else None
+    return {
+        "median_step_s": median,
+        "timed_steps": max(0, len(step_times) - warmup),
+        "examples_per_s": tokens["examples"] / timed if timed else None,
+        "real_tokens_per_s": tokens["real"] / timed if timed else None,
+        "padded_tokens_per_s": tokens["padded"] / timed if timed else None,
+        "padding_fraction": 1 - tokens["real"] / tokens["padded"] if tokens["padded"] else None,
+        "peak_memory_bytes": memory.peak_bytes,
+        "peak_memory_delta_bytes": memory.delta_bytes,
+        "peak_memory_kind": memory.kind,
+        "process_peak_rss_bytes": memory.process_peak_rss_bytes,
+    }

@@ -1,0 +1,696 @@
+"""``perlhf rl``: REINFORCE with the KL to the SFT anchor folded into the return (PERL, PAPER.md).
+
+One step of the loop (:func:`train_rl`), the same in both modes:
+
+1. **sampling** — ``prompts_per_step`` prompts, ``samples_per_prompt`` responses each,
+   from the policy (temperature ``T``, KV cache, left padding; :mod:`perlhf.train.generation`);
+2. **reward** — the reward model scores (prompt, response) under ``torch.inference_mode``;
+3. **anchor** — log-probs of the sampled tokens under the anchor (LoRA mode: the
+   backbone with adapters disabled = the merged SFT model; full mode: a frozen copy);
+4. **learning** — per micro-batch: the policy's log-probs (with gradient), the returns
+   ``Z_t = (1 - beta) r - beta sum_{t'>=t} KL_t'`` (:mod:`perlhf.train.rl_losses`),
+   the baseline, ``policy_loss + value_loss``, backward; then one optimizer step on the
+   policy and value parameters only (two parameter groups, two learning rates).
+
+Baselines (``--baseline``): ``value`` (the paper's learned value ``V(s_t)``: a LoRA adapter
++ scalar head on the same backbone, or a separate model in full mode), ``rloo`` (for each
+sample, the mean reward of the other samples of its prompt) or ``mean`` (the batch mean
+reward). The per-sequence baselines use the reward term ``(1 - beta) r`` only, so they are
+known before the learning forward and never depend on the sample they serve (unbiased).
+
+Reward models: a ``perlhf rm`` folder or any sequence-classification model. The
+reward always sees **text**: the policy's response is decoded and re-tokenized with
+the reward model's own tokenizer and chat template, exactly as the reward model was
+trained (:func:`perlhf.data.render.encode_prompt` / ``encode_response``), so a reward
+model with a different tokenizer works and no token-id mismatch can go unnoticed.
+A response cut by ``--max-new-tokens`` is scored as written (the reward model sees the
+end-of-turn token that the template adds).
+
+Dropout is off throughout RL (models in eval mode), so the learner's distribution
+is exactly the sampler's. Every random draw of a step is seeded by ``(seed, step)``:
+``--resume`` repeats exactly what the uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from perlhf.config import config_to_dict, option
+from perlhf.errors import UserError
+from perlhf.io import atomic_directory, dumps_json
+from perlhf.models.backbone import POLICY, VALUE, SeparateModels, SharedBackbone, value_positions
+from perlhf.runs import (
+    RunDir,
+    check_finite,
+    iterate_steps,
+    load_optimizer,
+    load_trainer_state,
+    make_accelerator,
+    save_optimizer,
+    save_trainer_state,
+    seed_everything,
+    step_seed,
+)
+from perlhf.train.generation import Rollout, sample, sequence_logprobs
+from perlhf.train.rl_losses import (
+    KL_ESTIMATORS,
+    explained_variance,
+    kl_folded_returns,
+    masked_mean,
+    mean_baseline,
+    policy_loss,
+    rloo_baseline,
+    sequence_kl,
+    value_loss,
+)
+
+log = logging.getLogger(__name__)
+
+PHASES = ("sampling", "reward", "anchor", "learning")
+
+
+@dataclass
+class RLConfig:
+    """Options of ``perlhf rl``."""
+
+    policy: str | None = option(None, "the starting policy and KL anchor: the merged SFT model folder "
+                                "(`perlhf sft --merge` writes <run>/merged), or any causal LM")
+    reward_model: str | None = option(None, "a `perlhf rm` output folder (final/, best/ or a merge), or a "
+                                      "sequence-classification model folder / hub id")
+    reward_placement: str = option("auto", "lora mode: where a LoRA reward adapter goes. shared: on the policy "
+                                   "backbone (refused unless trained on the same base weights); separate: its own "
+                                   "base model, merged; auto: shared when the base fingerprints match",
+                                   choices=["auto", "shared", "separate"])
+    task: str = option("taskmaster-coffee", "task whose training-split contexts are the RL prompts")
+    data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
+    output_dir: str = option("runs/rl", "run directory (config, metrics.jsonl, samples.jsonl, checkpoints, final)")
+    mode: str = option("lora", "lora: policy and value are LoRA adapters on one frozen backbone; "
+                       "full: separate policy, value, anchor and reward models", choices=["lora", "full"])
+    baseline: str = option("value", "value: learned value model (the paper); rloo: leave-one-out mean of the other "
+                           "samples of the prompt; mean: batch mean reward", choices=["value", "rloo", "mean"])
+    beta: float = option(0.05, "KL weight: the return is (1 - beta) * reward - beta * KL to the anchor")
+    kl_estimator: str = option("k1", "per-token KL estimator: k1 = log p - log p_anchor; k3 = exp(-d) - 1 + d",
+                               choices=list(KL_ESTIMATORS))
+    temperature: float = option(0.7, "sampling temperature (the learner uses the same one)")
+    max_new_tokens: int = option(64, "longest response sampled")
+    max_prompt_tokens: int = option(256, "prompt budget: longer prompts lose their oldest turns (counted in the log)")
+    samples_per_prompt: int = option(2, "responses sampled per prompt (>= 2 for --baseline rloo)")
+    prompts_per_step: int = option(4, "prompts per optimizer step (all processes together)")
+    micro_batch_size: int = option(8, "episodes per forward/backward pass in the anchor and learning phases")
+    learning_rate: float | None = option(None, "policy learning rate (default: 1e-4 for lora, 2e-6 for full)")
+    value_learning_rate: float | None = option(None, "value learning rate (default: 1e-4 for lora, 1e-5 for full)")
+    max_grad_norm: float = option(1.0, "gradient clipping norm, per model (0: off)")
+    max_steps: int = option(100, "optimizer steps")
+    max_prompts: int | None = option(None, "use at most this many training prompts (a fixed random subset)")
+    lora_rank: int = option(8, "LoRA rank of the policy and value adapters")
+    lora_alpha: float | None = option(None, "LoRA alpha (default: 2 x rank)")
+    lora_targets: str = option("attention", "LoRA targets: attention, all-linear or module names")
+    dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
+    log_every: int = option(1, "log metrics every N steps")
+    sample_every: int = option(10, "write a few (prompt, response, reward) to samples.jsonl every N steps (0: off)")
+    num_samples_logged: int = option(2, "how many samples to write each time")
+    save_every: int = option(25, "write a checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = option(2, "complete checkpoints kept")
+    merge: bool = option(False, "lora: also write final/policy-merged, the policy adapter merged into a plain model")
+    seed: int = option(0, "random seed (prompt order, sampling)")
+    overwrite: bool = option(False, "replace an existing run directory")
+    resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
+
+    def validate(self) -> None:
+        if not 0.0 <= self.beta <= 1.0:
+            raise UserError(f"--beta must be in [0, 1], got {self.beta}")
+        if self.temperature <= 0:
+            raise UserError(f"--temperature must be > 0, got {self.temperature}")
+        for name in ("max_new_tokens", "max_prompt_tokens", "samples_per_prompt", "prompts_per_step",
+                     "micro_batch_size", "max_steps"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.baseline == "rloo" and self.samples_per_prompt < 2:
+            raise UserError("--baseline rloo needs --samples-per-prompt 2 or more")
+        for name in ("learning_rate", "value_learning_rate"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
+
+    @property
+    def policy_lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1e-4 if self.mode == "lora" else 2e-6
+
+    @property
+    def value_lr(self) -> float:
+        if self.value_learning_rate is not None:
+            return self.value_learning_rate
+        return 1e-4 if self.mode == "lora" else 1e-5
+
+    @property
+    def episodes_per_step(self) -> int:
+        return self.prompts_per_step * self.samples_per_prompt
+
+
+@dataclass(frozen=True)
+class RLPrompt:
+    """A prompt as the policy sees it (token ids) and as the reward model will (chat messages)."""
+
+    ids: tuple[int, ...]
+    messages: tuple[dict[str, str], ...] = ()
+    truncated: bool = False
+    id: str = ""
+
+
+# -- rewards ---------------------------------------------------------------------------------------
+class RewardFunction(Protocol):
+    """Scores ``(B,)`` for the rollout's responses to ``prompts`` (one prompt per row)."""
+
+    def __call__(self, prompts: Sequence[RLPrompt], rollout: Rollout) -> torch.Tensor: ...
+
+
+@dataclass
+class TokenCountReward:
+    """A synthetic reward: how many times ``token_id`` occurs in the response (for tests and demos)."""
+
+    token_id: int
+
+    def __call__(self, prompts: Sequence[RLPrompt], rollout: Rollout) -> torch.Tensor:
+        hits = (rollout.response_ids == self.token_id).float() * rollout.response_mask
+        return hits.sum(dim=-1)
+
+
+@dataclass
+class TextReward:
+    """A reward model scoring text: the response is re-tokenized with the reward model's tokenizer.
+
+    ``model_context`` yields the scoring model (a :class:`~perlhf.models.heads.RewardModel`);
+    for a reward adapter on the shared backbone it activates the ``reward`` adapter.
+    """
+
+    model_context: Callable[[], Any]
+    tokenizer: Any
+    max_prompt_tokens: int
+    max_response_tokens: int
+    batch_size: int = 16
+    placement: str = "separate"
+    description: str = ""
+
+    def __call__(self, prompts: Sequence[RLPrompt], rollout: Rollout) -> torch.Tensor:
+        from perlhf.train.reward import score_texts
+
+        if any(not p.messages and p.ids for p in prompts):
+            raise UserError("a reward model needs the prompts as chat messages (RLPrompt.messages)")
+        items = [(list(p.messages), text) for p, text in zip(prompts, rollout.response_texts, strict=True)]
+        with torch.inference_mode(), self.model_context() as model:
+            scores = score_texts(model, self.tokenizer, items, self.max_prompt_tokens, self.max_response_tokens,
+                                 batch_size=self.batch_size)
+        return torch.tensor(scores, dtype=torch.float32)
+
+
+# -- one step's maths --------------------------------------------------------------------------------
+def sequence_baseline(kind: str, rewards: torch.Tensor, beta: float, group_size: int) -> torch.Tensor | None:
+    """Per-sequence baseline from the reward term ``(1 - beta) r`` (``None`` for ``value``)."""
+    if kind == "rloo":
+        return rloo_baseline((1.0 - beta) * rewards, group_size)
+    if kind == "mean":
+        return mean_baseline((1.0 - beta) * rewards)
+    return None
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def anchor_logprobs(models, rollout: Rollout, temperature: float, micro_batch_size: int) -> torch.Tensor:
+    """Log-probs of the sampled tokens under the anchor, in the learner's micro-batches."""
+    out = []
+    with models.anchor() as anchor:
+        for sl in _chunks(rollout.input_ids.shape[0], micro_batch_size):
+            mb = rollout.select(sl)
+            out.append(sequence_logprobs(anchor, mb.input_ids, mb.attention_mask, mb.response_mask, temperature))
+    return torch.cat(out, dim=0)
+
+
+@dataclass
+class LearnStats:
+    policy_loss: float = 0.0
+    value_loss: float | None = None
+    kl: float = 0.0
+    kl_per_token: float = 0.0
+    objective: float = 0.0
+    entropy: float = 0.0
+    explained_variance: float | None = None
+    values_mean: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def learn_from_rollout(models, rollout: Rollout, rewards: torch.Tensor, logp_anchor: torch.Tensor,
+                       cfg: RLConfig) -> LearnStats:
+    """Forward/backward over micro-batches (gradients accumulate; the caller steps the optimizer)."""
+    n = rollout.input_ids.shape[0]
+    mask_all = rollout.response_mask
+    total_tokens = mask_all.sum().clamp(min=1)
+    seq_b = sequence_baseline(cfg.baseline, rewards, cfg.beta, cfg.samples_per_prompt)
+    p_loss = v_loss = 0.0
+    kls, ents, zs, vs, masks = [], [], [], [], []
+    for sl in _chunks(n, cfg.micro_batch_size):
+        mb = rollout.select(sl)
+        mask = mb.response_mask
+        with models.policy() as policy:
+            logp, entropy = sequence_logprobs(policy, mb.input_ids, mb.attention_mask, mask, cfg.temperature,
+                                              return_entropy=True)
+        returns = kl_folded_returns(rewards[sl], logp.detach(), logp_anchor[sl], mask, cfg.beta,
+                                    cfg.kl_estimator)
+        loss = torch.zeros((), device=logp.device)
+        if cfg.baseline == "value":
+            values = value_positions(models.values(mb.input_ids, mb.attention_mask), mb.prompt_len,
+                                     mask.shape[1]).float()
+            vl = value_loss(values, returns, mask, num_tokens=total_tokens)
+            pl = policy_loss(logp, returns, values, mask, num_sequences=n)
+            loss = loss + vl
+            v_loss += float(vl.detach())
+            vs.append(values.detach())
+        else:
+            pl = policy_loss(logp, returns, seq_b[sl], mask, num_sequences=n)
+        loss = loss + pl
+        loss.backward()
+        p_loss += float(pl.detach())
+        kls.append(sequence_kl(logp.detach(), logp_anchor[sl], mask, cfg.kl_estimator))
+        ents.append(entropy)
+        zs.append(returns)
+        masks.append(mask)
+    width = mask_all.shape[1]
+    seq_kl = torch.cat(kls)
+    z = torch.cat([_pad_to(t, width) for t in zs])
+    stats = LearnStats(
+        policy_loss=p_loss,
+        kl=float(seq_kl.mean()),
+        kl_per_token=float(seq_kl.sum() / total_tokens),
+        objective=float(((1.0 - cfg.beta) * rewards - cfg.beta * seq_kl).mean()),
+        entropy=float(masked_mean(torch.cat([_pad_to(t, width) for t in ents]), mask_all)),
+    )
+    if cfg.baseline == "value":
+        v = torch.cat([_pad_to(t, width) for t in vs])
+        stats.value_loss = v_loss
+        stats.explained_variance = explained_variance(v, z, mask_all)
+        stats.values_mean = float(masked_mean(v, mask_all))
+    return stats
+
+
+def _pad_to(t: torch.Tensor, width: int) -> torch.Tensor:
+    return t if t.shape[1] == width else torch.nn.functional.pad(t, (0, width - t.shape[1]))
+
+
+# -- the loop ----------------------------------------------------------------------------------------------
+def make_optimizer(models, cfg: RLConfig) -> torch.optim.Optimizer:
+    groups = models.parameter_groups()
+    param_groups = [{"params": groups[POLICY], "lr": cfg.policy_lr, "name": POLICY}]
+    if VALUE in groups:
+        param_groups.append({"params": groups[VALUE], "lr": cfg.value_lr, "name": VALUE})
+    return torch.optim.AdamW(param_groups, weight_decay=0.0)
+
+
+def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
+    """Average gradients over processes (the loop calls sub-modules directly, so no DDP wrapper)."""
+    if accelerator.num_processes <= 1:
+        return
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(accelerator.num_processes)
+
+
+def _reduce_mean(value: float, accelerator) -> float:
+    if accelerator.num_processes <= 1:
+        return value
+    t = torch.tensor([value], device=accelerator.device, dtype=torch.float64)
+    return float(accelerator.reduce(t, "mean"))
+
+
+def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence[RLPrompt], tokenizer, *,
+             eos_token_ids: Sequence[int] | None = None, run: RunDir | None = None, accelerator=None,
+             on_step: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """The RL loop. Returns the per-step metrics (also appended to ``run``'s metrics.jsonl)."""
+    from perlhf.measure import PeakMemory, PhaseTimer
+
+    accelerator = accelerator or make_accelerator(cpu=not torch.cuda.is_available())
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.prompts_per_step % world:
+        raise UserError(f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of the {world} processes")
+    models.to(accelerator.device)
+    models.eval()  # no dropout: the learner's distribution is the sampler's
+    optimizer = make_optimizer(models, cfg)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    start_step = 0
+    if run is not None and run.resumed_from is not None:
+        state = load_trainer_state(run.resumed_from)
+        models.load(run.resumed_from)
+        load_optimizer(run.resumed_from, optimizer)
+        start_step = int(state["step"])
+        run.truncate_metrics_after(start_step)
+        log.info("resumed from %s (step %d)", run.resumed_from, start_step)
+    timer = PhaseTimer(device=accelerator.device)
+    history: list[dict[str, Any]] = []
+    for step, epoch, batch_idx in iterate_steps(len(prompts), cfg.prompts_per_step, cfg.seed, cfg.max_steps,
+                                                start_step):
+        torch.manual_seed(step_seed(cfg.seed, step) + 7919 * rank)
+        mine = [prompts[i] for i in batch_idx[rank::world]]
+        expanded = [p for p in mine for _ in range(cfg.samples_per_prompt)]  # samples of a prompt contiguous
+        mem = PeakMemory(accelerator.device).start()
+        t_step = time.perf_counter()
+        with timer.step():
+            with timer.phase("sampling"), models.policy() as policy:
+                rollout = sample(policy, tokenizer, [p.ids for p in expanded], max_new_tokens=cfg.max_new_tokens,
+                                 temperature=cfg.temperature, eos_token_ids=eos_token_ids)
+            with timer.phase("reward"):
+                rewards = reward_fn(expanded, rollout).to(accelerator.device, torch.float32)
+            bad = [i for i, r in enumerate(rewards.tolist()) if not math.isfinite(r)]
+            if bad:
+                check_finite(step, reward=rewards[bad[0]].item())
+            with timer.phase("anchor"):
+                logp_anchor = anchor_logprobs(models, rollout, cfg.temperature, cfg.micro_batch_size)
+            with timer.phase("learning"):
+                stats = learn_from_rollout(models, rollout, rewards, logp_anchor, cfg)
+                check_finite(step, policy_loss=stats.policy_loss, value_loss=stats.value_loss, kl=stats.kl)
+                _all_reduce_grads(params, accelerator)
+                norms = {}
+                if cfg.max_grad_norm > 0:
+                    for g in optimizer.param_groups:
+                        norms[g["name"]] = float(torch.nn.utils.clip_grad_norm_(g["params"], cfg.max_grad_norm))
+                    check_finite(step, **{f"grad_norm_{k}": v for k, v in norms.items()})
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        mem.stop()
+        phase_times = {name: sum(r.seconds for r in timer.records if r.step == timer.num_steps - 1 and r.name == name)
+                       for name in PHASES}
+        lengths = rollout.response_lengths
+        record: dict[str, Any] = {
+            "step": step, "split": "train", "epoch": epoch,
+            "reward_mean": _reduce_mean(float(rewards.mean()), accelerator),
+            "reward_std": float(rewards.std(unbiased=False)),
+            "kl": _reduce_mean(stats.kl, accelerator),
+            "kl_per_token": stats.kl_per_token,
+            "objective": _reduce_mean(stats.objective, accelerator),
+            "policy_loss": stats.policy_loss,
+            "value_loss": stats.value_loss,
+            "explained_variance": stats.explained_variance,
+            "values_mean": stats.values_mean,
+            "entropy": stats.entropy,
+            "response_length": float(lengths.float().mean()),
+            "ended_fraction": float(rollout.ended.float().mean()),
+            "empty_generations": rollout.num_empty,
+            "truncated_prompts": sum(p.truncated for p in mine),
+            "episodes": len(expanded) * world,
+            **{f"grad_norm_{k}": v for k, v in norms.items()},
+            **{f"time_{k}": v for k, v in phase_times.items()},
+            "time_step": time.perf_counter() - t_step,
+            "peak_memory_bytes": mem.peak_bytes,
+        }
+        history.append(record)
+        is_main = accelerator.is_main_process
+        if run is not None and is_main and (step % cfg.log_every == 0 or step == cfg.max_steps):
+            run.log_metrics(record)
+        if run is not None and is_main and cfg.sample_every and (step % cfg.sample_every == 0 or step == 1):
+            _log_samples(run, step, expanded, rollout, rewards, tokenizer, cfg.num_samples_logged)
+        log.info("step %d reward %.3f kl %.4f objective %.3f len %.1f (%.1fs)", step, record["reward_mean"],
+                 record["kl"], record["objective"], record["response_length"], record["time_step"])
+        if on_step is not None:
+            on_step(step, record)
+        if run is not None and is_main and ((cfg.save_every and step % cfg.save_every == 0)
+                                            or step == cfg.max_steps):
+            with run.checkpoint_writer(step) as tmp:
+                models.save(tmp)
+                save_optimizer(tmp, optimizer)
+                save_trainer_state(tmp, {"step": step, "epoch": epoch, "stage": "rl", "mode": cfg.mode})
+            run.prune_checkpoints(cfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+    return history
+
+
+def _log_samples(run: RunDir, step: int, prompts: Sequence[RLPrompt], rollout: Rollout, rewards: torch.Tensor,
+                 tokenizer, n: int) -> None:
+    with open(run.path / "samples.jsonl", "a", encoding="utf-8") as fh:
+        for i in range(min(n, len(prompts))):
+            prompt_text = tokenizer.decode(list(prompts[i].ids), skip_special_tokens=False)
+            fh.write(dumps_json({"step": step, "prompt": prompt_text[-600:], "response": rollout.response_texts[i],
+                                 "reward": float(rewards[i])}, indent=None) + "\n")
+
+
+# -- the recipe ------------------------------------------------------------------------------------------
+def policy_eos_ids(tokenizer) -> list[int]:
+    """The tokens that end a response: the chat template's end of turn and the tokenizer's EOS."""
+    from perlhf.data.render import end_of_turn_ids
+
+    ids = []
+    eot = end_of_turn_ids(tokenizer)
+    if eot:
+        ids.append(eot[-1])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def encode_rl_prompts(tokenizer, prompts: Sequence[Any], max_prompt_tokens: int) -> list[RLPrompt]:
+    from perlhf.data.render import encode_prompt
+
+    out = []
+    for p in prompts:
+        ids, truncated = encode_prompt(tokenizer, p.prompt, max_prompt_tokens)
+        out.append(RLPrompt(tuple(ids), tuple(p.prompt), truncated, p.id))
+    return out
+
+
+def check_policy_folder(name: str) -> None:
+    """Refuse a checkpoint of the wrong kind passed as ``--policy``, naming what it is."""
+    path = Path(name)
+    if not path.is_dir():
+        return
+    if (path / "perlhf_reward.json").is_file():
+        raise UserError(f"--policy {name}: this is a reward model folder, not a policy; pass the merged SFT model "
+                        "(the merged/ folder of `perlhf sft --merge`)")
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        raise UserError(f"--policy {name}: this is a LoRA adapter folder; RL needs a plain model to use as "
+                        "backbone and anchor: rerun `perlhf sft` with --merge and pass <run>/merged")
+    if (path / "adapter").is_dir() and not (path / "config.json").is_file():
+        raise UserError(f"--policy {name}: this is an SFT adapter (final/ of a LoRA run); pass the merged/ folder "
+                        "written by `perlhf sft --merge`")
+    if (path / "policy").is_dir() and (path / "perlhf_rl.json").is_file():
+        raise UserError(f"--policy {name}: this is an RL output; to continue that run use --resume, to start "
+                        "from it pass its policy-merged/ folder")
+
+
+def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.device, dtype: torch.dtype,
+                policy_tokenizer: Any | None = None):
+    """The reward function for ``--reward-model`` (see the module docstring for placement).
+
+    The reward model's tokenizer is the one saved in its folder, else its base model's; a
+    reward adapter sharing the policy backbone (same base weights) falls back to the policy's.
+    """
+    from perlhf.models.heads import REWARD_INFO, RewardInfo, ScalarHead, load_reward_model, load_tokenizer_for
+
+    name = cfg.reward_model
+    if not name:
+        raise UserError("--reward-model is required: the final/ folder of a `perlhf rm` run (or a merge of it)")
+    path = Path(name)
+    if path.is_dir() and (path / REWARD_INFO).is_file():
+        info = RewardInfo.load(path)
+        shares = (info.mode == "lora" and backbone is not None and cfg.reward_placement != "separate"
+                  and info.base_fingerprint == backbone.anchor_fingerprint)
+        if (info.mode == "lora" and backbone is not None and cfg.reward_placement == "shared" and not shares):
+            raise UserError(
+                f"--reward-model {name}: its adapter was trained on base weights {info.base_fingerprint[:19]}… "
+                f"({info.base_model}) but the policy backbone has {backbone.anchor_fingerprint[:19]}…; it "
+                "cannot share the backbone. Train the reward model with --model <the SFT merged model>, or "
+                "pass --reward-placement separate (loads its own base, merged)"
+            )
+        if shares and policy_tokenizer is not None and not (path / "tokenizer_config.json").is_file():
+            tokenizer = policy_tokenizer
+        else:
+            tokenizer = load_tokenizer_for(path, info)
+        kw = dict(tokenizer=tokenizer, max_prompt_tokens=info.max_prompt_tokens,
+                  max_response_tokens=info.max_response_tokens, batch_size=cfg.micro_batch_size)
+        if info.mode == "lora" and backbone is not None and cfg.reward_placement != "separate":
+            if shares:
+                backbone.attach_reward(path, ScalarHead.load(path, expected_hidden_size=backbone.value_head.hidden_size
+                                                             if backbone.value_head is not None else None))
+                backbone.reward_head.to(device)
+                backbone.peft.to(device)
+                log.info("reward adapter %s shares the policy backbone (fingerprints match)", path)
+                return TextReward(backbone.reward_model, placement="shared", description=str(path), **kw)
+            log.warning("reward adapter %s was trained on other base weights (%s) than the policy backbone: "
+                        "loading it as a separate model", path, info.base_model)
+        model, info = load_reward_model(path, dtype=dtype)
+        if info.mode == "lora":
+            model.backbone = model.backbone.merge_and_unload()
+        model.requires_grad_(False).eval().to(device)
+        return TextReward(_fixed(model), placement="separate", description=str(path), **kw)
+    if path.is_dir() and (path / "perlhf_sft.json").is_file():
+        raise UserError(f"--reward-model {name}: this is an SFT model, not a reward model; pass the final/ folder "
+                        "of a `perlhf rm` run")
+    return _sequence_classifier_reward(name, device, dtype, cfg)
+
+
+class _fixed:
+    """A context factory yielding one fixed model."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def __call__(self):
+        import contextlib
+
+        return contextlib.nullcontext(self.model)
+
+
+class SequenceClassifierScorer(torch.nn.Module):
+    """A transformers sequence-classification model as a scorer: the logit of ``label``
+    (a single-logit model: that logit; two or more: ``logit[label] - logsumexp(others)``)."""
+
+    def __init__(self, model: torch.nn.Module, label: int = -1):
+        super().__init__()
+        self.model = model
+        self.label = label
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+        if logits.shape[-1] == 1:
+            return logits[:, 0]
+        return torch.log_softmax(logits, dim=-1)[:, self.label]
+
+
+def _sequence_classifier_reward(name: str, device, dtype, cfg: RLConfig) -> TextReward:
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--reward-model {name}: not a perlhf reward model folder (no perlhf_reward.json) and not "
+                        f"a loadable transformers model ({str(exc).splitlines()[0]})") from None
+    archs = getattr(config, "architectures", None) or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise UserError(f"--reward-model {name}: a {', '.join(archs) or 'model'} is not a reward model; pass a "
+                        "`perlhf rm` output folder or a sequence-classification model")
+    model = AutoModelForSequenceClassification.from_pretrained(name, dtype=dtype, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.requires_grad_(False).eval().to(device)
+    limit = int(getattr(tokenizer, "model_max_length", 512) or 512)
+    limit = min(limit, 512)
+    return TextReward(_fixed(SequenceClassifierScorer(model)), tokenizer=tokenizer,
+                      max_prompt_tokens=max(16, limit - cfg.max_new_tokens - 8),
+                      max_response_tokens=cfg.max_new_tokens + 8, batch_size=cfg.micro_batch_size,
+                      placement="separate", description=name)
+
+
+def build_models(cfg: RLConfig, sft_model: torch.nn.Module) -> SharedBackbone | SeparateModels:
+    """The policy/value/anchor networks of the chosen mode, from the SFT model."""
+    with_value = cfg.baseline == "value"
+    if cfg.mode == "lora":
+        from perlhf.models.lora import LoraOptions
+
+        opts = LoraOptions(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=0.0, targets=cfg.lora_targets)
+        return SharedBackbone(sft_model, opts, with_value=with_value, seed=cfg.seed)
+    return SeparateModels.from_model(sft_model, with_value=with_value)
+
+
+def run_rl(cfg: RLConfig) -> dict[str, Any]:
+    """``perlhf rl``: load, loop, write the final policy (and value) and the summary."""
+    from perlhf.data import load_task, prompts_of
+    from perlhf.measure import PeakMemory, count_parameters
+    from perlhf.models import load_causal_lm, load_tokenizer, torch_dtype
+
+    if not cfg.policy:
+        raise UserError("--policy is required: the merged SFT model (`perlhf sft --merge` writes <run>/merged)")
+    check_policy_folder(cfg.policy)
+    run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
+    run.save_config({"stage": "rl", **config_to_dict(cfg)})
+    seed_everything(cfg.seed)
+    accelerator = make_accelerator(cpu=not torch.cuda.is_available())
+    dtype = torch_dtype(cfg.dtype)
+    tokenizer = load_tokenizer(cfg.policy, padding_side="left")
+    task = load_task(cfg.task, data_dir=cfg.data_dir)
+    raw = prompts_of(task, "train")
+    if cfg.max_prompts is not None and cfg.max_prompts < len(raw):
+        g = torch.Generator().manual_seed(cfg.seed)
+        raw = [raw[i] for i in sorted(torch.randperm(len(raw), generator=g)[: cfg.max_prompts].tolist())]
+    prompts = encode_rl_prompts(tokenizer, raw, cfg.max_prompt_tokens)
+    n_trunc = sum(p.truncated for p in prompts)
+    log.info("%d RL prompts from %s (%d truncated to %d tokens)", len(prompts), cfg.task, n_trunc,
+             cfg.max_prompt_tokens)
+    t_load = time.perf_counter()
+    with PeakMemory(accelerator.device) as load_mem:
+        sft_model = load_causal_lm(cfg.policy, dtype=dtype)
+        models = build_models(cfg, sft_model)
+        models.to(accelerator.device)
+        reward_fn = load_reward(cfg, models if isinstance(models, SharedBackbone) else None,
+                                accelerator.device, dtype, policy_tokenizer=tokenizer)
+    load_seconds = time.perf_counter() - t_load
+    trainable = sum(p.numel() for g in models.parameter_groups().values() for p in g)
+    _, total = count_parameters(models)
+    log.info("mode %s, baseline %s, reward %s (%s); %d trainable of %d parameters", cfg.mode, cfg.baseline,
+             reward_fn.description if hasattr(reward_fn, "description") else "?",
+             getattr(reward_fn, "placement", "?"), trainable, total)
+    with PeakMemory(accelerator.device) as mem:
+        history = train_rl(cfg, models, reward_fn, prompts, tokenizer, eos_token_ids=policy_eos_ids(tokenizer),
+                           run=run, accelerator=accelerator)
+    summary = summarize(history, cfg)
+    summary.update({
+        "stage": "rl", "mode": cfg.mode, "baseline": cfg.baseline, "policy": cfg.policy,
+        "reward_model": cfg.reward_model, "reward_placement": getattr(reward_fn, "placement", None),
+        "task": cfg.task, "prompts": len(prompts), "truncated_prompts": n_trunc,
+        "trainable_parameters": trainable, "total_parameters_in_memory": total,
+        "load_seconds": load_seconds, "load_peak_memory": load_mem.as_dict(), "peak_memory": mem.as_dict(),
+    })
+    if accelerator.is_main_process:
+        final = run.path / "final"
+        with atomic_directory(final) as tmp:
+            models.save(tmp, tokenizer=tokenizer)
+        summary["final_dir"] = str(final)
+        if cfg.merge and cfg.mode == "lora":
+            from perlhf.train.sft import write_plain_model
+
+            merged = write_plain_model(models.merged_policy(), tokenizer, final / "policy-merged",
+                                       {"stage": "rl", "sft_model": cfg.policy, "mode": cfg.mode})
+            summary["merged_policy_dir"] = str(merged)
+        run.write_summary(summary)
+    return summary
+
+
+def summarize(history: Sequence[dict[str, Any]], cfg: RLConfig, warmup: int = 1) -> dict[str, Any]:
+    """First/last rewards and KL, median step and phase times after warm-up, the largest step peak memory."""
+    if not history:
+        return {}
+    k = max(1, min(5, len(history) // 4))
+
+    def avg(key: str, rows) -> float | None:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    timed = list(history[warmup:]) or list(history)
+    return {
+        "steps": len(history),
+        "reward_first": avg("reward_mean", history[:k]),
+        "reward_last": avg("reward_mean", history[-k:]),
+        "kl_last": avg("kl", history[-k:]),
+        "objective_last": avg("objective", history[-k:]),
+        "entropy_last": avg("entropy", history[-k:]),
+        "response_length_last": avg("response_length", history[-k:]),
+        "empty_generations": sum(r.get("empty_generations", 0) for r in history),
+        "median_seconds_per_step": statistics.median(r["time_step"] for r in timed),
+        "median_phase_seconds": {p: statistics.median(r[f"time_{p}"] for r in timed) for p in PHASES},
+        "peak_memory_bytes_max_step": max(r["peak_memory_bytes"] for r in history),
+        "averaged_over_last_steps": k,
+    }

@@ -1,0 +1,166 @@
+"""``perlhf rm``: train (the default), merge and score reward models.
+
+    perlhf rm [train] --task hh-harmless --mode lora --lora-rank 8 --output-dir runs/rm-hh
+    perlhf rm merge --model-dir runs/rm-hh/final --output runs/rm-hh/merged
+    perlhf rm score --model-dir runs/rm-hh/final --input texts.jsonl [--output scores.jsonl]
+
+Multi-process: ``torchrun --nproc_per_node 2 -m perlhf rm ...`` (gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from perlhf.config import add_dataclass_arguments, resolve_config
+from perlhf.errors import DataError, UserError
+
+TRAIN_HELP = "train a reward model (LoRA or full fine-tuning) on pairs or thumbs-up/down ratings"
+
+
+def register(sub: Any) -> None:
+    from perlhf.train.reward import RewardConfig
+
+    parser = sub.add_parser(
+        "rm", help="reward models: train (default), merge, score",
+        description=TRAIN_HELP + ". `perlhf rm --task ...` is short for `perlhf rm train --task ...`; "
+        "see also `perlhf rm merge --help` and `perlhf rm score --help`.",
+    )
+    add_dataclass_arguments(parser, RewardConfig)
+    parser.set_defaults(func=_train)
+    rm_sub = parser.add_subparsers(dest="rm_command", metavar="{train,merge,score}")
+
+    train = rm_sub.add_parser("train", help=TRAIN_HELP, description=TRAIN_HELP)
+    add_dataclass_arguments(train, RewardConfig)
+    train.set_defaults(func=_train)
+
+    merge = rm_sub.add_parser(
+        "merge", help="fold a LoRA reward model's adapter into the base weights (a plain model for serving)",
+        description="Write a merged reward model folder: the base model with the LoRA adapter folded in, "
+        "plus the scalar head. It scores like the adapter model (within float rounding) at the cost "
+        "of a plain model.")
+    merge.add_argument("--model-dir", type=Path, required=True, help="a reward model folder (RUN/final)")
+    merge.add_argument("--output", type=Path, required=True, help="folder to write the merged model to")
+    merge.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    merge.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
+    merge.set_defaults(func=_merge)
+
+    score = rm_sub.add_parser(
+        "score", help="score a JSONL of texts or pairs with a reward model",
+        description="Each input line is {\"prompt\", \"response\"} (a text to score) or {\"prompt\", \"chosen\", "
+        "\"rejected\"} (a pair); prompt is a string (one user turn) or a list of {role, content} messages. "
+        "Each output line is the input plus \"score\" (texts) or \"score_chosen\", \"score_rejected\", "
+        "\"margin\" (pairs).")
+    score.add_argument("--model-dir", type=Path, required=True, help="a reward model folder (final/ or merged)")
+    score.add_argument("--input", type=Path, required=True, help="JSONL file of texts or pairs")
+    score.add_argument("--output", type=Path, default=None, help="write scored JSONL here (default: stdout)")
+    score.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
+    score.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
+    score.set_defaults(func=_score)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from perlhf.train.reward import RewardConfig, train_reward_model
+
+    cfg = resolve_config(RewardConfig, args)
+    summary = train_reward_model(cfg)
+    if summary.get("is_main_process", True):
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """A few human-readable lines of a run summary."""
+    m = s["selection_metric"]
+    test = s["test"]
+    untrained = (s["untrained"] or {}).get("test")
+    before = f"untrained {untrained['accuracy']:.4f}, " if untrained else ""
+    lines = [
+        f"reward model ({s['mode']}, {s['task']}, {s['kind']}): test accuracy {test['accuracy']:.4f}"
+        + (f", AUC {test['auc']:.4f}" if "auc" in test else "")
+        + f" ({before}majority baseline {s['majority_baseline']:.4f})",
+        f"best validation {m} {s['validation_best']:.4f} at step {s['best_step']}",
+        f"trainable parameters {s['params']['trainable']:,} of {s['params']['total']:,} "
+        f"({s['params']['trainable_pct']:.3f}%)",
+    ]
+    c = s["cost"]
+    if c["median_step_s"] is not None:
+        lines.append(f"median step {c['median_step_s']:.3f} s, {c['examples_per_s']:.2f} examples/s, "
+                     f"{c['real_tokens_per_s']:.0f} tokens/s (padding {100 * c['padding_fraction']:.1f}%)")
+    lines.append(f"peak memory {c['peak_memory_bytes'] / 2**20:.0f} MiB ({c['peak_memory_kind']})")
+    lines.append(f"model: {s['final_dir']}")
+    return "\n".join(lines)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from perlhf.models.heads import merge_reward_model
+
+    out: Path = args.output
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"--output {out} already exists: pass --overwrite to replace it")
+    merge_reward_model(args.model_dir, out, trust_remote_code=args.trust_remote_code)
+    print(f"merged reward model written to {out}")
+    return 0
+
+
+def read_score_input(path: Path) -> list[dict[str, Any]]:
+    """Lines of {prompt, response} or {prompt, chosen, rejected}; errors name the line and field."""
+    from perlhf.data.jsonl import parse_messages
+    from perlhf.data.readers import iter_jsonl
+
+    if not path.is_file():
+        raise UserError(f"--input {path}: no such file")
+    items = []
+    for lineno, obj in iter_jsonl(path):
+        where = f"line {lineno}"
+        if not isinstance(obj, dict) or "prompt" not in obj:
+            raise DataError(path, where, "expected an object with a \"prompt\" field")
+        messages = parse_messages(obj["prompt"], path, where)
+        if "response" in obj:
+            texts = [obj["response"]]
+        elif "chosen" in obj and "rejected" in obj:
+            texts = [obj["chosen"], obj["rejected"]]
+        else:
+            raise DataError(path, where, "expected \"response\" (a text) or \"chosen\" and \"rejected\" (a pair)")
+        for field, t in zip(("response",) if len(texts) == 1 else ("chosen", "rejected"), texts, strict=True):
+            if not isinstance(t, str):
+                raise DataError(path, where, f"field \"{field}\" must be a string")
+        items.append({"obj": obj, "messages": messages, "texts": texts})
+    if not items:
+        raise UserError(f"--input {path}: no records")
+    return items
+
+
+def _score(args: argparse.Namespace) -> int:
+    from perlhf.io import dumps_json
+    from perlhf.models.heads import load_reward_model, load_tokenizer_for
+    from perlhf.train.reward import score_texts
+
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    items = read_score_input(args.input)
+    model, info = load_reward_model(args.model_dir, trust_remote_code=args.trust_remote_code)
+    tokenizer = load_tokenizer_for(args.model_dir, info)
+    flat = [(it["messages"], t) for it in items for t in it["texts"]]
+    scores = score_texts(model, tokenizer, flat, info.max_prompt_tokens, info.max_response_tokens, args.batch_size)
+    out_lines, k = [], 0
+    for it in items:
+        obj = dict(it["obj"])
+        if len(it["texts"]) == 1:
+            obj["score"] = scores[k]
+        else:
+            obj["score_chosen"], obj["score_rejected"] = scores[k], scores[k + 1]
+            obj["margin"] = scores[k] - scores[k + 1]
+        k += len(it["texts"])
+        out_lines.append(dumps_json(obj, indent=None))
+    text = "\n".join(out_lines) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        from perlhf.io import atomic_write_text
+
+        atomic_write_text(args.output, text)
+        print(f"{len(items)} records scored -> {args.output}", file=sys.stderr)
+    return 0

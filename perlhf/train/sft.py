@@ -1,0 +1,393 @@
+"""Supervised fine-tuning: the starting policy and the KL anchor of RL.
+
+Token-level SFT: each example is a context (prompt tokens, rendered with the
+chat template and ending with the assistant header) and a target reply
+(response tokens, ending with the end-of-turn token). The loss is the mean
+cross-entropy over **response tokens only**; prompt and padding positions get
+the label ``-100``. With ``--mode lora`` only a LoRA adapter trains (peft, the
+presets of :mod:`perlhf.models.lora`); with ``--mode full`` every weight does.
+
+``--merge`` folds the adapter into the base and writes a plain model folder
+(safetensors + tokenizer + ``perlhf_sft.json``): the model ``perlhf rl``
+starts from and keeps frozen as its anchor.
+
+Recipe (:func:`run_sft`): load data -> tokenize -> model (+ LoRA) -> loop of
+optimizer steps (:func:`train_sft`) with validation, checkpoints and resume
+(:mod:`perlhf.runs`) -> final adapter/model (+ merged model) -> summary.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perlhf.config import config_to_dict, option
+from perlhf.errors import UserError
+from perlhf.io import atomic_directory, atomic_write_json
+from perlhf.runs import (
+    RunDir,
+    check_finite,
+    iterate_steps,
+    load_optimizer,
+    load_trainer_state,
+    make_accelerator,
+    save_optimizer,
+    save_trainer_state,
+    seed_everything,
+    step_seed,
+)
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+SFT_META = "perlhf_sft.json"
+
+
+@dataclass
+class SFTConfig:
+    """Options of ``perlhf sft``."""
+
+    model: str = option("smollm2-135m", "base model: a Hugging Face id, a local folder or smollm2-135m (offline)")
+    task: str = option("taskmaster-coffee-dialogues", "dialogue task to train on (every assistant turn is a target)")
+    data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
+    output_dir: str = option("runs/sft", "run directory (config, metrics.jsonl, checkpoints, final model)")
+    mode: str = option("lora", "lora: train a LoRA adapter on a frozen base; full: train every weight",
+                       choices=["lora", "full"])
+    lora_rank: int = option(8, "LoRA rank")
+    lora_alpha: float | None = option(None, "LoRA alpha (default: 2 x rank)")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_targets: str = option("attention", "LoRA targets: attention, all-linear or module names (q_proj,v_proj)")
+    learning_rate: float | None = option(None, "peak learning rate (default: 1e-4 for lora, 1e-5 for full)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(10, "linear learning-rate warm-up steps")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)")
+    batch_size: int = option(8, "examples per optimizer step (all processes together)")
+    grad_accum: int = option(1, "micro-batches per optimizer step (each batch_size / grad_accum examples)")
+    max_steps: int = option(200, "optimizer steps")
+    max_prompt_tokens: int = option(384, "context budget; longer contexts lose their oldest turns")
+    max_response_tokens: int = option(128, "target budget; longer targets are cut at the end")
+    max_train_examples: int | None = option(None, "use at most this many training examples (a fixed random subset)")
+    max_eval_examples: int = option(256, "validation examples scored at each evaluation")
+    eval_every: int = option(50, "evaluate on validation every N steps (0: only at the end)")
+    save_every: int = option(50, "write a checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = option(2, "complete checkpoints kept")
+    log_every: int = option(10, "log training metrics every N steps")
+    dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
+    gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory, slower)")
+    merge: bool = option(False, "also write <output-dir>/merged: the adapter merged into a plain model (the RL start)")
+    seed: int = option(0, "random seed (data order, dropout)")
+    overwrite: bool = option(False, "replace an existing run directory")
+    resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
+
+    def validate(self) -> None:
+        for name in ("batch_size", "grad_accum", "max_steps", "max_prompt_tokens", "max_response_tokens"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise UserError(f"--batch-size {self.batch_size} must be a multiple of --grad-accum {self.grad_accum}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.mode == "full" and self.merge:
+            log.info("--merge with --mode full: the final model is already plain; merged/ is a copy of it")
+
+    @property
+    def lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1e-4 if self.mode == "lora" else 1e-5
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """One target: the prompt tokens (context) and the response tokens (the reply)."""
+
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+
+
+# -- batching and loss -----------------------------------------------------------------------------
+def collate_sft(examples: Sequence[SFTExample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 except on response tokens)."""
+    seqs = [list(e.prompt_ids) + list(e.response_ids) for e in examples]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
+    for i, (e, s) in enumerate(zip(examples, seqs, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+        p = len(e.prompt_ids)
+        labels[i, p : len(s)] = torch.tensor(list(e.response_ids), dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def sft_token_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of response-token cross-entropies, number of response tokens)`` for a batch."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    logits = out.logits[:, :-1, :].float()
+    targets = batch["labels"][:, 1:]
+    loss_sum = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    return loss_sum, (targets != IGNORE_INDEX).sum()
+
+
+# -- data --------------------------------------------------------------------------------------------
+def encode_dialogues(tokenizer, dialogues: Sequence[Any], *, max_prompt_tokens: int,
+                     max_response_tokens: int) -> tuple[list[SFTExample], int]:
+    """Every assistant turn of every dialogue as an :class:`SFTExample`, and how many contexts
+    were truncated (from the left: the oldest turns go first, see :mod:`perlhf.data.render`)."""
+    from perlhf.data.render import encode_prompt, encode_response
+
+    out = []
+    truncated = 0
+    for d in dialogues:
+        for context, reply in d.targets():
+            p, cut = encode_prompt(tokenizer, context, max_prompt_tokens)
+            r = encode_response(tokenizer, reply, max_response_tokens)
+            truncated += int(cut)
+            if p and r:
+                out.append(SFTExample(tuple(p), tuple(r)))
+    return out, truncated
+
+
+def _subset(items: list, n: int | None, seed: int) -> list:
+    if n is None or n >= len(items):
+        return items
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(items), generator=g)[:n].tolist()
+    return [items[i] for i in sorted(idx)]
+
+
+# -- model -----------------------------------------------------------------------------------------------
+def prepare_sft_model(model: torch.nn.Module, cfg: SFTConfig) -> torch.nn.Module:
+    """Wrap in LoRA (mode lora) or unfreeze every weight (mode full)."""
+    if cfg.mode == "lora":
+        from perlhf.models.lora import LoraOptions, apply_lora
+
+        opts = LoraOptions(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                           targets=cfg.lora_targets)
+        torch.manual_seed(cfg.seed)  # the adapter's random init depends on the run's seed only
+        model = apply_lora(model, opts)
+        if cfg.gradient_checkpointing:
+            model.enable_input_require_grads()
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def save_trainable(model: torch.nn.Module, folder: Path) -> None:
+    """Adapter (PEFT format) for LoRA, full weights (safetensors) for full tuning."""
+    if is_peft(model):
+        model.save_pretrained(folder / "adapter", safe_serialization=True)
+    else:
+        from safetensors.torch import save_model
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(folder / "model.safetensors"))
+
+
+def load_trainable(model: torch.nn.Module, folder: Path) -> None:
+    if is_peft(model):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, state)
+    else:
+        from safetensors.torch import load_model
+
+        load_model(model, str(folder / "model.safetensors"))
+
+
+def merge_to_plain(model: torch.nn.Module) -> torch.nn.Module:
+    """The adapter folded into the base weights (a plain transformers model)."""
+    if is_peft(model):
+        return model.merge_and_unload()
+    return model
+
+
+def write_plain_model(model: torch.nn.Module, tokenizer, out_dir: Path, meta: dict[str, Any]) -> Path:
+    """A loadable model folder (safetensors), the tokenizer and ``perlhf_sft.json``, written atomically."""
+    from perlhf.models.fingerprint import base_fingerprint
+
+    meta = dict(meta)
+    meta["base_fingerprint"] = base_fingerprint(model)
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / SFT_META, meta)
+    return out_dir
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+def _lr_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+@torch.no_grad()
+def evaluate_sft(model: torch.nn.Module, examples: Sequence[SFTExample], pad_id: int, batch_size: int,
+                 device: torch.device) -> dict[str, float]:
+    """Mean response-token loss and perplexity over ``examples``."""
+    if not examples:
+        return {}
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        batch = {k: v.to(device) for k, v in collate_sft(examples[i : i + batch_size], pad_id).items()}
+        s, n = sft_token_losses(model, batch)
+        total += float(s)
+        count += int(n)
+    model.train(was)
+    loss = total / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+
+def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample], *,
+              pad_id: int, run: RunDir | None = None, validation: Sequence[SFTExample] = (),
+              accelerator=None) -> dict[str, Any]:
+    """The optimizer loop; ``model`` is already prepared (:func:`prepare_sft_model`). Returns the last metrics."""
+    accelerator = accelerator or make_accelerator(cpu=not torch.cuda.is_available())
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise UserError("no trainable parameters: check --mode and --lora-targets")
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    device = accelerator.device
+    start_step = 0
+    if run is not None and run.resumed_from is not None:
+        state = load_trainer_state(run.resumed_from)
+        load_trainable(accelerator.unwrap_model(model), run.resumed_from)
+        load_optimizer(run.resumed_from, optimizer, scheduler)
+        start_step = int(state["step"])
+        run.truncate_metrics_after(start_step)
+        log.info("resumed from %s (step %d)", run.resumed_from, start_step)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    micro = cfg.batch_size // cfg.grad_accum
+    model.train()
+    last: dict[str, Any] = {}
+    t_last = time.perf_counter()
+    for step, epoch, batch_idx in iterate_steps(len(train), cfg.batch_size, cfg.seed, cfg.max_steps, start_step):
+        torch.manual_seed(step_seed(cfg.seed, step) + rank)
+        examples = [train[i] for i in batch_idx]
+        micro_batches = [examples[i : i + micro] for i in range(0, len(examples), micro)]
+        n_tokens_total = sum(len(e.response_ids) for e in examples)
+        loss_sum = 0.0
+        for mb in micro_batches:
+            mine = mb[rank::world]
+            if not mine:
+                continue
+            batch = {k: v.to(device) for k, v in collate_sft(mine, pad_id).items()}
+            s, _ = sft_token_losses(model, batch)
+            # normalised by the whole step's token count (all processes): micro-batches add up to the mean;
+            # DDP averages over processes, so multiply back by the world size.
+            loss = s * world / n_tokens_total
+            accelerator.backward(loss)
+            loss_sum += float(s.detach())
+        loss_value = float(accelerator.reduce(torch.tensor(loss_sum, device=device), "sum")) / n_tokens_total
+        check_finite(step, loss=loss_value)
+        grad_norm = None
+        if cfg.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
+            check_finite(step, grad_norm=grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        last = {"step": step, "split": "train", "epoch": epoch, "loss": loss_value, "grad_norm": grad_norm,
+                "lr": scheduler.get_last_lr()[0]}
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            now = time.perf_counter()
+            last["seconds_per_step"] = (now - t_last) / (cfg.log_every if step % cfg.log_every == 0 else 1)
+            t_last = now
+            if run is not None and accelerator.is_main_process:
+                run.log_metrics(last)
+            log.info("step %d loss %.4f", step, loss_value)
+        if validation and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps):
+            ev = evaluate_sft(model, list(validation)[: cfg.max_eval_examples], pad_id, micro, device)
+            if run is not None and accelerator.is_main_process:
+                run.log_metrics({"step": step, "split": "validation", **ev})
+            last["validation"] = ev
+            log.info("step %d validation loss %.4f", step, ev["loss"])
+        if run is not None and accelerator.is_main_process and (
+                (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps):
+            with run.checkpoint_writer(step) as tmp:
+                save_trainable(accelerator.unwrap_model(model), tmp)
+                save_optimizer(tmp, optimizer, scheduler)
+                save_trainer_state(tmp, {"step": step, "epoch": epoch, "stage": "sft"})
+            run.prune_checkpoints(cfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+    return last
+
+
+# -- the recipe ----------------------------------------------------------------------------------------
+def run_sft(cfg: SFTConfig) -> dict[str, Any]:
+    """``perlhf sft``: data, model, loop, final outputs and summary."""
+    from perlhf.data import load_task
+    from perlhf.measure import PeakMemory, count_parameters
+    from perlhf.models import load_causal_lm, load_tokenizer
+
+    run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
+    run.save_config({"stage": "sft", **config_to_dict(cfg)})
+    seed_everything(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    task = load_task(cfg.task, data_dir=cfg.data_dir)
+    if task.kind != "dialogue":
+        raise UserError(f"--task {cfg.task}: SFT needs a dialogue task (every assistant turn a target), "
+                        f"got a {task.kind} task; try --task taskmaster-coffee-dialogues")
+    kw = dict(max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens)
+    train_all, cut_train = encode_dialogues(tokenizer, task.split("train"), **kw)
+    val_all, _ = encode_dialogues(tokenizer, task.split("validation"), **kw)
+    train = _subset(train_all, cfg.max_train_examples, cfg.seed)
+    validation = _subset(val_all, cfg.max_eval_examples, cfg.seed)
+    if not train:
+        raise UserError(f"--task {cfg.task}: no training targets after tokenization")
+    log.info("SFT on %d targets (%d validation; %d of %d training contexts truncated to %d tokens), mode %s",
+             len(train), len(validation), cut_train, len(train_all), cfg.max_prompt_tokens, cfg.mode)
+    dtype = getattr(torch, cfg.dtype)
+    model = prepare_sft_model(load_causal_lm(cfg.model, dtype=dtype), cfg)
+    trainable, total = count_parameters(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    accelerator = make_accelerator(cpu=not torch.cuda.is_available())
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        last = train_sft(cfg, model, train, pad_id=pad_id, run=run, validation=validation, accelerator=accelerator)
+    elapsed = time.perf_counter() - t0
+    model = accelerator.unwrap_model(model)
+    summary: dict[str, Any] = {
+        "stage": "sft", "mode": cfg.mode, "model": cfg.model, "task": cfg.task,
+        "train_examples": len(train), "validation_examples": len(validation),
+        "truncated_train_contexts": cut_train,
+        "trainable_parameters": trainable, "total_parameters": total,
+        "steps": cfg.max_steps, "seconds": elapsed, "peak_memory": mem.as_dict(),
+        "final": last,
+    }
+    if accelerator.is_main_process:
+        final = run.path / "final"
+        with atomic_directory(final) as tmp:
+            save_trainable(model, tmp)
+            tokenizer.save_pretrained(tmp)
+        summary["final_dir"] = str(final)
+        if cfg.merge:
+            merged = write_plain_model(merge_to_plain(model), tokenizer, run.path / "merged",
+                                       {"base_model": cfg.model, "mode": cfg.mode, "task": cfg.task,
+                                        "steps": cfg.max_steps})
+            summary["merged_dir"] = str(merged)
+        run.write_summary(summary)
+    return summary

@@ -1,0 +1,36 @@
+"""Reward-model metrics against hand-computed values."""
+
+import math
+
+import pytest
+
+from perlhf.eval.metrics import accuracy, majority_baseline, pairwise_accuracy, reward_metrics, roc_auc
+
+
+def test_pairwise_accuracy_counts_ties_half():
+    assert pairwise_accuracy([1.0, 2.0, 0.0, 5.0], [0.0, 3.0, 0.0, 1.0]) == pytest.approx(2.5 / 4)
+    assert math.isnan(pairwise_accuracy([], []))
+
+
+def test_accuracy_thresholds_logits_at_zero():
+    assert accuracy([0.1, -0.2, 3.0, -4.0], [1, 0, 0, 0]) == pytest.approx(0.75)
+    assert accuracy([0.0], [0]) == 1.0  # sigmoid(0) = 0.5 is not > 0.5
+
+
+def test_roc_auc_hand_computed_with_ties():
+    # positives 0.9, 0.4; negatives 0.4, 0.1 -> pairs: (0.9>0.4) 1, (0.9>0.1) 1, (0.4=0.4) .5, (0.4>0.1) 1
+    assert roc_auc([0.9, 0.4, 0.4, 0.1], [1, 1, 0, 0]) == pytest.approx(3.5 / 4)
+    assert roc_auc([1.0, 2.0, 3.0], [1, 0, 0]) == 0.0
+    assert math.isnan(roc_auc([1.0, 2.0], [1, 1]))
+
+
+def test_majority_baseline():
+    assert majority_baseline([1, 1, 1, 0]) == 0.75
+    assert majority_baseline([0, 0, 1]) == pytest.approx(2 / 3)
+
+
+def test_reward_metrics_layouts():
+    m = reward_metrics("pair", [2.0, 0.0, 1.0, 1.0])  # chosen [2, 0], rejected [1, 1]
+    assert m["accuracy"] == 0.5 and m["mean_margin"] == 0.0 and m["n"] == 2
+    r = reward_metrics("rating", [1.0, -1.0, 2.0], [1, 0, 1])
+    assert r["accuracy"] == 1.0 and r["auc"] == 1.0 and r["majority_baseline"] == pytest.approx(2 / 3)

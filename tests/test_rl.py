@@ -1,0 +1,310 @@
+"""RL correctness guards on tiny random models (CPU, each test well under a minute).
+
+- step 0: KL to the anchor exactly 0; the anchor is the SFT model, not the pre-SFT base;
+- LoRA mode: base weights bit-identical after training; gradients only on the policy and
+  value adapters and the value head, none on the reward adapter;
+- value adapter + head: save and reload give identical values;
+- a synthetic reward rises in both modes with every baseline;
+- NaN rewards stop the run naming the step; resume repeats the uninterrupted run;
+- wrong-kind checkpoints and a reward adapter trained on other base weights are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from perlhf.errors import UserError
+from perlhf.models.backbone import SeparateModels, SharedBackbone, value_positions
+from perlhf.models.fingerprint import base_fingerprint
+from perlhf.models.heads import RewardInfo, RewardModel, ScalarHead, save_reward_model
+from perlhf.models.lora import LoraOptions, apply_lora
+from perlhf.models.tiny import make_tiny_causal_lm
+from perlhf.runs import NonFiniteError, RunDir
+from perlhf.train.generation import sample, sequence_logprobs
+from perlhf.train.rl import (
+    RLConfig,
+    RLPrompt,
+    TokenCountReward,
+    anchor_logprobs,
+    build_models,
+    check_policy_folder,
+    learn_from_rollout,
+    load_reward,
+    train_rl,
+)
+from perlhf.train.sft import SFTConfig, SFTExample, merge_to_plain, prepare_sft_model, train_sft
+
+VOCAB = 64
+EOS = 2
+TARGET = 7
+LORA = LoraOptions(rank=4, targets="all-linear")
+
+
+class IdTokenizer:
+    eos_token_id = EOS
+    pad_token_id = 0
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return " ".join(str(i) for i in ids)
+
+
+def tiny(seed: int = 0) -> torch.nn.Module:
+    """A tiny random LM whose (tied) embeddings are scaled up so that its outputs can become peaked."""
+    model = make_tiny_causal_lm(VOCAB, seed=seed, eos_token_id=EOS, pad_token_id=0)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(4.0)
+    return model
+
+
+PROMPTS = [RLPrompt((5 + i, 9, 11 + i)) for i in range(8)]
+
+
+def cfg(**kw) -> RLConfig:
+    base = dict(max_steps=3, prompts_per_step=2, samples_per_prompt=2, micro_batch_size=3, max_new_tokens=6,
+                temperature=1.0, learning_rate=2e-2, value_learning_rate=1e-2, beta=0.05,
+                lora_targets="all-linear", lora_rank=4, save_every=0, sample_every=0)
+    base.update(kw)
+    return RLConfig(**base)
+
+
+def sft_model(base: torch.nn.Module) -> torch.nn.Module:
+    """A real (tiny) SFT: a LoRA adapter trained a few steps, then merged."""
+    c = SFTConfig(mode="lora", learning_rate=5e-2, lora_targets="all-linear", batch_size=2, max_steps=3,
+                  warmup_steps=0, eval_every=0, save_every=0)
+    model = prepare_sft_model(base, c)
+    train_sft(c, model, [SFTExample((5, 6), (TARGET, 8, EOS)), SFTExample((9,), (10, EOS))], pad_id=0)
+    return merge_to_plain(model).eval()
+
+
+# -- step 0 and the anchor ---------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_step0_kl_is_zero_and_anchor_is_the_sft_model(mode):
+    pre_sft = tiny()
+    sft = sft_model(tiny())
+    reference = sft_model(tiny())  # an identical SFT model, kept untouched
+    c = cfg(mode=mode)
+    models = build_models(c, sft)
+    models.eval()
+    torch.manual_seed(0)
+    with models.policy() as policy:
+        roll = sample(policy, IdTokenizer(), [p.ids for p in PROMPTS[:3]], max_new_tokens=6)
+    anchor = anchor_logprobs(models, roll, 1.0, micro_batch_size=3)
+    with torch.no_grad(), models.policy() as policy:
+        logp = sequence_logprobs(policy, roll.input_ids, roll.attention_mask, roll.response_mask, 1.0)
+        ref = sequence_logprobs(reference, roll.input_ids, roll.attention_mask, roll.response_mask, 1.0)
+        base = sequence_logprobs(pre_sft, roll.input_ids, roll.attention_mask, roll.response_mask, 1.0)
+    assert torch.equal(logp, anchor)  # exactly: KL is 0, not just small
+    torch.testing.assert_close(anchor, ref, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(anchor, base, atol=1e-3)  # the anchor is not the pre-SFT base
+    history = train_rl(c, models, TokenCountReward(TARGET), PROMPTS, IdTokenizer())
+    assert history[0]["kl"] == 0.0 and history[0]["kl_per_token"] == 0.0
+
+
+# -- what trains, what stays frozen ------------------------------------------------------------------
+def _reward_adapter(tmp_path, base_model: torch.nn.Module):
+    """A `perlhf rm`-style LoRA reward folder trained (here: initialised) on ``base_model``'s weights."""
+    import copy
+
+    backbone = apply_lora(copy.deepcopy(base_model), LORA)
+    with torch.no_grad():
+        for n, p in backbone.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)  # a non-trivial adapter
+    head = ScalarHead(64)
+    head.reset_parameters(torch.Generator().manual_seed(0))
+    info = RewardInfo(base_model="tiny", mode="lora", base_fingerprint=base_fingerprint(base_model),
+                      max_prompt_tokens=32, max_response_tokens=16, task_kind="rating")
+    return save_reward_model(RewardModel(backbone, head), tmp_path / "rm", info)
+
+
+def test_lora_mode_trains_only_policy_and_value(tmp_path):
+    sft = sft_model(tiny())
+    folder = _reward_adapter(tmp_path, sft)
+    c = cfg(mode="lora", reward_model=str(folder), reward_placement="shared")
+    models = build_models(c, sft)
+    text_reward = load_reward(c, models, torch.device("cpu"), torch.float32, policy_tokenizer=IdTokenizer())
+    assert text_reward.placement == "shared" and models.reward_head is not None
+    before = {n: p.detach().clone() for n, p in models.base_parameters().items()}
+    reward_before = {n: p.detach().clone() for n, p in models.peft.named_parameters() if ".reward." in n}
+    head_before = {n: p.detach().clone() for n, p in models.reward_head.named_parameters()}
+    assert reward_before
+
+    def reward_fn(prompts, rollout):
+        # the shared reward adapter scores token ids directly (no tokenizer in this test)
+        with torch.inference_mode(), models.reward_model() as rm:
+            return rm(rollout.input_ids, rollout.attention_mask).float().clone()
+
+    models.eval()
+    torch.manual_seed(0)
+    with models.policy() as policy:
+        roll = sample(policy, IdTokenizer(), [p.ids for p in PROMPTS[:4]], max_new_tokens=6)
+    rewards = reward_fn(PROMPTS[:4], roll)
+    anchor = anchor_logprobs(models, roll, 1.0, 3)
+    models.value_head.linear.weight.data.normal_(0, 0.1)  # so that the value adapter gets gradient too
+    learn_from_rollout(models, roll, rewards, anchor, c)
+    trained = {id(p) for g in models.parameter_groups().values() for p in g}
+    with_grad = {n for n, p in models.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any(".policy." in n for n in with_grad) and any(".value." in n for n in with_grad)
+    assert any(n.startswith("value_head") for n in with_grad)
+    assert all((".policy." in n or ".value." in n or n.startswith("value_head")) for n in with_grad), with_grad
+    assert all(p.grad is None for n, p in models.named_parameters() if ".reward." in n or "reward_head" in n)
+    assert all(id(p) in trained for n, p in models.named_parameters() if n in with_grad)
+
+    history = train_rl(c, models, reward_fn, PROMPTS, IdTokenizer())
+    assert len(history) == 3
+    for n, p in models.base_parameters().items():
+        if ".reward." not in n:
+            assert torch.equal(p, before[n]), n  # bit-identical base
+    for n, p in models.peft.named_parameters():
+        if ".reward." in n:
+            assert torch.equal(p, reward_before[n]), n
+    for n, p in models.reward_head.named_parameters():
+        assert torch.equal(p, head_before[n])
+    moved = [n for n, p in models.peft.named_parameters() if ".policy." in n and "lora_B" in n and p.abs().sum() > 0]
+    assert moved  # the policy adapter left zero
+
+
+def test_reward_adapter_on_other_base_weights_is_refused(tmp_path):
+    folder = _reward_adapter(tmp_path, tiny(seed=1))  # trained on different base weights
+    c = cfg(mode="lora", reward_model=str(folder), reward_placement="shared")
+    models = build_models(c, sft_model(tiny()))
+    with pytest.raises(UserError, match="cannot share the backbone"):
+        load_reward(c, models, torch.device("cpu"), torch.float32)
+
+
+def test_value_adapter_and_head_save_reload_identical(tmp_path):
+    c = cfg(mode="lora")
+    models = build_models(c, tiny())
+    with torch.no_grad():
+        for n, p in models.peft.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.2)
+        models.value_head.linear.weight.normal_(0, 0.5)
+        models.value_head.linear.bias.fill_(0.3)
+    ids = torch.tensor([[0, 5, 6, 7, 8], [9, 10, 11, 12, 13]])
+    mask = torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    models.eval()
+    with torch.no_grad():
+        v1 = models.values(ids, mask)
+        with models.policy() as pol:
+            l1 = pol(input_ids=ids, attention_mask=mask).logits
+    models.save(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "value" / "head.safetensors").is_file()
+    assert (tmp_path / "ckpt" / "policy" / "adapter_config.json").is_file()
+    fresh = build_models(c, tiny())
+    fresh.load(tmp_path / "ckpt")
+    fresh.eval()
+    with torch.no_grad():
+        v2 = fresh.values(ids, mask)
+        with fresh.policy() as pol:
+            l2 = pol(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(v1, v2) and torch.equal(l1, l2)
+    assert not torch.equal(v1, torch.zeros_like(v1))
+    # a PEFT-standard policy adapter: loadable with PeftModel.from_pretrained
+    from peft import PeftModel
+
+    plain = PeftModel.from_pretrained(tiny(), str(tmp_path / "ckpt" / "policy")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(input_ids=ids, attention_mask=mask).logits, l1)
+
+
+def test_full_mode_value_save_reload(tmp_path):
+    models = build_models(cfg(mode="full"), tiny())
+    assert isinstance(models, SeparateModels)
+    with torch.no_grad():
+        models.value_model.head.linear.weight.normal_(0, 0.5)
+        next(models.policy_model.parameters()).add_(0.1)
+    models.save(tmp_path / "c")
+    fresh = build_models(cfg(mode="full"), tiny())
+    fresh.load(tmp_path / "c")
+    ids = torch.tensor([[5, 6, 7]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        assert torch.equal(models.values(ids, mask), fresh.values(ids, mask))
+        assert torch.equal(models.policy_model(input_ids=ids).logits, fresh.policy_model(input_ids=ids).logits)
+
+
+# -- it learns ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("mode", "baseline"), [("lora", "value"), ("lora", "rloo"), ("lora", "mean"),
+                                                ("full", "value"), ("full", "rloo"), ("full", "mean")])
+def test_synthetic_reward_rises(mode, baseline):
+    c = cfg(mode=mode, baseline=baseline, max_steps=16, prompts_per_step=4, samples_per_prompt=4,
+            micro_batch_size=16, max_new_tokens=8, beta=0.0,
+            learning_rate=2e-2 if mode == "lora" else 3e-3)
+    history = train_rl(c, build_models(c, tiny()), TokenCountReward(TARGET), PROMPTS, IdTokenizer())
+    first = sum(r["reward_mean"] for r in history[:4]) / 4
+    last = sum(r["reward_mean"] for r in history[-3:]) / 3
+    assert last > first + 1.0, [round(r["reward_mean"], 2) for r in history]  # out of 8 tokens
+    if baseline == "value":
+        assert history[-1]["value_loss"] is not None and history[-1]["explained_variance"] is not None
+
+
+# -- bad input and resume ------------------------------------------------------------------------------
+def test_nan_reward_stops_naming_the_step(tmp_path):
+    def nan_at_2(prompts, rollout):
+        r = torch.zeros(rollout.input_ids.shape[0])
+        if nan_at_2.calls == 1:
+            r[0] = float("nan")
+        nan_at_2.calls += 1
+        return r
+
+    nan_at_2.calls = 0
+    c = cfg(save_every=1)
+    run = RunDir.prepare(tmp_path / "run")
+    with pytest.raises(NonFiniteError, match="step 2"):
+        train_rl(c, build_models(c, tiny()), nan_at_2, PROMPTS, IdTokenizer(), run=run)
+    assert [p.name for p in run.list_checkpoints()] == ["step-00000001"]
+
+
+def test_resume_repeats_the_uninterrupted_run(tmp_path):
+    c4 = cfg(max_steps=4, save_every=2, keep_checkpoints=5)
+    a = build_models(c4, tiny())
+    ha = train_rl(c4, a, TokenCountReward(TARGET), PROMPTS, IdTokenizer(), run=RunDir.prepare(tmp_path / "a"))
+    c2 = cfg(max_steps=2, save_every=2)
+    train_rl(c2, build_models(c2, tiny()), TokenCountReward(TARGET), PROMPTS, IdTokenizer(),
+             run=RunDir.prepare(tmp_path / "b"))
+    b = build_models(c4, tiny())
+    hb = train_rl(c4, b, TokenCountReward(TARGET), PROMPTS, IdTokenizer(),
+                  run=RunDir.prepare(tmp_path / "b", resume=True))
+    assert [r["step"] for r in hb] == [3, 4]
+    assert [r["reward_mean"] for r in hb] == [r["reward_mean"] for r in ha[2:]]
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6, msg=n)
+
+
+def test_wrong_kind_folders_are_refused(tmp_path):
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "perlhf_reward.json").write_text("{}")
+    with pytest.raises(UserError, match="reward model folder, not a policy"):
+        check_policy_folder(str(rm))
+    adapter = tmp_path / "adapter_only"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(UserError, match="--merge"):
+        check_policy_folder(str(adapter))
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    (sft / "perlhf_sft.json").write_text("{}")
+    with pytest.raises(UserError, match="SFT model, not a reward model"):
+        load_reward(cfg(reward_model=str(sft)), None, torch.device("cpu"), torch.float32)
+    with pytest.raises(UserError, match="--reward-model is required"):
+        load_reward(cfg(), None, torch.device("cpu"), torch.float32)
+
+
+def test_values_align_with_response_tokens():
+    values = torch.arange(10.0).view(1, 10)
+    assert value_positions(values, prompt_len=4, num_response=6).tolist() == [[3, 4, 5, 6, 7, 8]]
+
+
+def test_shared_backbone_switching_keeps_trainable_flags():
+    m = SharedBackbone(tiny(), LORA, with_value=True)
+    for name in ("value", "policy", "value"):
+        m.use(name)
+        assert all(p.requires_grad for g in m.parameter_groups().values() for p in g)
+        assert not any(p.requires_grad for p in m.base_parameters().values())
+    with contextlib.suppress(Exception), m.anchor():
+        pass

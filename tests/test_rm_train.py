@@ -1,0 +1,222 @@
+"""`perlhf rm` end to end on a tiny random Llama with the SmolLM2 tokenizer and tiny JSONL tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from perlhf.errors import UserError
+from perlhf.runs import NonFiniteError
+from perlhf.train import reward
+from perlhf.train.reward import RewardConfig, train_reward_model
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = ["apple", "river", "stone", "cloud", "green", "music", "paper", "light"]
+
+
+@pytest.fixture(scope="module")
+def tiny_env(tmp_path_factory, smol_tokenizer):
+    """A tiny model folder (with tokenizer) and two tiny tasks: pairs and ratings."""
+    from perlhf.models.tiny import make_tiny_causal_lm
+
+    root = tmp_path_factory.mktemp("rm-env")
+    tok = smol_tokenizer
+    model = make_tiny_causal_lm(len(tok), seed=0, hidden_size=32, num_layers=2, intermediate_size=64,
+                                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                eos_token_id=tok.eos_token_id)
+    model.save_pretrained(root / "tiny")
+    tok.save_pretrained(root / "tiny")
+    rng = random.Random(0)
+
+    def split(i: int) -> str:
+        return "train" if i < 48 else ("validation" if i < 56 else "test")
+
+    with open(root / "pairs.jsonl", "w") as f:
+        for i in range(64):
+            w = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
+            f.write(json.dumps({"prompt": f"Tell me about {w}.", "chosen": f"Thank you, a great question about {w}!",
+                                "rejected": "No." + " no" * rng.randint(0, 4), "split": split(i)}) + "\n")
+    with open(root / "ratings.jsonl", "w") as f:
+        for i in range(64):
+            w = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
+            good = i % 3 != 0
+            f.write(json.dumps({"prompt": f"Tell me about {w}.", "response": f"Sure, {w} is nice." if good else
+                                "Go away.", "label": int(good), "split": split(i)}) + "\n")
+    return root
+
+
+def _cfg(env: Path, out: Path, **kw) -> RewardConfig:
+    base = dict(task="jsonl", path=str(env / "pairs.jsonl"), model=str(env / "tiny"), batch_size=8,
+                max_steps=6, eval_every=3, learning_rate=1e-3, output_dir=str(out), progress=False,
+                report_to="none", max_prompt_tokens=32, max_response_tokens=16)
+    base.update(kw)
+    return RewardConfig(**base)
+
+
+def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
+    final = run / "final"
+    out = {f"head.{k}": v for k, v in load_file(str(final / "head.safetensors")).items()}
+    weights = final / "adapter_model.safetensors"
+    if not weights.is_file():
+        weights = final / "model.safetensors"
+    out.update(load_file(str(weights)))
+    return out
+
+
+def test_lora_run_trains_adapter_and_head_only(tiny_env, tmp_path, monkeypatch):
+    captured = {}
+    build = reward.build_reward_model
+
+    def spy(cfg):
+        model, kind = build(cfg)
+        captured["model"] = model
+        captured["initial"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        return model, kind
+
+    monkeypatch.setattr(reward, "build_reward_model", spy)
+    summary = train_reward_model(_cfg(tiny_env, tmp_path / "run"))
+    model, initial = captured["model"], captured["initial"]
+    changed_adapter = changed_head = 0
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            changed_adapter += int(not torch.equal(p, initial[name]))
+        elif name.startswith("head."):
+            changed_head += int(not torch.equal(p, initial[name]))
+        else:  # every base weight bit-identical
+            assert torch.equal(p, initial[name]), name
+            assert not p.requires_grad
+    assert changed_adapter > 0 and changed_head >= 1  # the bias gets no gradient from Bradley-Terry
+    # the run's outputs
+    run = tmp_path / "run"
+    assert {"config.yaml", "metrics.jsonl", "summary.json", "final", "best"} <= {p.name for p in run.iterdir()}
+    assert summary["params"]["trainable"] < summary["params"]["total"]
+    for key in ("median_step_s", "examples_per_s", "real_tokens_per_s", "padded_tokens_per_s",
+                "padding_fraction", "peak_memory_bytes"):
+        assert summary["cost"][key] is not None and summary["cost"][key] >= 0
+    assert summary["test"]["accuracy"] > summary["untrained"]["test"]["accuracy"]
+    splits = [json.loads(line)["split"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert splits.count("train") == 6 and splits.count("validation") == 2 and splits[0] == "untrained"
+
+
+def test_ratings_full_mode_and_score_cli(tiny_env, tmp_path):
+    summary = train_reward_model(_cfg(tiny_env, tmp_path / "run", path=str(tiny_env / "ratings.jsonl"),
+                                      mode="full", learning_rate=1e-3, gradient_checkpointing=True))
+    assert summary["kind"] == "rating" and summary["params"]["trainable_pct"] > 50
+    for key in ("accuracy", "auc", "majority_baseline"):
+        assert 0 <= summary["test"][key] <= 1
+    # score texts and pairs with the saved model: same scores as the model in memory would give
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text(json.dumps({"prompt": "Tell me about stone.", "response": "Sure, stone is nice."}) + "\n"
+                     + json.dumps({"prompt": [{"role": "user", "content": "Tell me about music."}],
+                                   "chosen": "Sure, music is nice.", "rejected": "Go away."}) + "\n")
+    from perlhf.train.rm_cli import _score
+
+    out = tmp_path / "scores.jsonl"
+    import argparse
+
+    _score(argparse.Namespace(model_dir=tmp_path / "run" / "final", input=texts, output=out, batch_size=4,
+                              trust_remote_code=False))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert isinstance(rows[0]["score"], float)
+    assert rows[1]["margin"] == pytest.approx(rows[1]["score_chosen"] - rows[1]["score_rejected"])
+
+
+def test_lora_with_gradient_checkpointing_moves_adapter(tiny_env, tmp_path):
+    train_reward_model(_cfg(tiny_env, tmp_path / "run", gradient_checkpointing=True, max_steps=3))
+    lora_b = [v for k, v in _final_tensors(tmp_path / "run").items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)
+
+
+def test_resume_after_interruption_equals_uninterrupted(tiny_env, tmp_path):
+    full = _cfg(tiny_env, tmp_path / "a", max_steps=8, eval_every=2, lora_dropout=0.1)
+    train_reward_model(full)
+    # "interrupted": stopped after step 4 with a torn checkpoint left behind, then resumed to step 8
+    train_reward_model(_cfg(tiny_env, tmp_path / "b", max_steps=4, eval_every=2, lora_dropout=0.1))
+    torn = tmp_path / "b" / "checkpoints" / "step-00000006"
+    torn.mkdir()
+    (torn / "trainable.safetensors").write_bytes(b"garbage")  # no trainer_state.json: incomplete
+    train_reward_model(_cfg(tiny_env, tmp_path / "b", max_steps=8, eval_every=2, lora_dropout=0.1, resume=True))
+    a, b = _final_tensors(tmp_path / "a"), _final_tensors(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ma = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"], r.get("loss")) for r in ma] == [(r["step"], r["split"], r.get("loss")) for r in mb]
+
+
+def test_resume_refuses_changed_options(tiny_env, tmp_path):
+    train_reward_model(_cfg(tiny_env, tmp_path / "run", max_steps=3))
+    with pytest.raises(UserError, match="--learning-rate"):
+        train_reward_model(_cfg(tiny_env, tmp_path / "run", max_steps=6, resume=True, learning_rate=1e-2))
+
+
+def test_existing_output_dir_is_refused(tiny_env, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "something").write_text("x")
+    with pytest.raises(UserError, match="--overwrite"):
+        train_reward_model(_cfg(tiny_env, tmp_path / "run"))
+
+
+def test_nan_loss_stops_naming_the_step_without_checkpoint(tiny_env, tmp_path, monkeypatch):
+    real_loss = reward.reward_loss
+    calls = {"n": 0}
+
+    def poisoned(kind, scores, labels=None):
+        calls["n"] += 1
+        loss = real_loss(kind, scores, labels)
+        return loss * float("nan") if calls["n"] >= 4 else loss
+
+    monkeypatch.setattr(reward, "reward_loss", poisoned)
+    with pytest.raises(NonFiniteError, match="step 4"):
+        train_reward_model(_cfg(tiny_env, tmp_path / "run", max_steps=6, eval_every=2))
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts == ["step-00000002"]
+    for t in load_file(str(tmp_path / "run" / "checkpoints" / "step-00000002" / "trainable.safetensors")).values():
+        assert torch.isfinite(t).all()
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_empty_split_is_refused(tiny_env, tmp_path):
+    rows = [json.loads(x) for x in (tiny_env / "pairs.jsonl").read_text().splitlines()]
+    data = tmp_path / "no-test.jsonl"
+    data.write_text("".join(json.dumps({**r, "split": "train" if r["split"] == "test" else r["split"]}) + "\n"
+                            for r in rows))
+    with pytest.raises(UserError, match="test split is empty"):
+        train_reward_model(_cfg(tiny_env, tmp_path / "run", path=str(data)))
+
+
+@pytest.mark.parametrize("bad,match", [(dict(lora_rank=0), "--lora-rank"),
+                                       (dict(lora_targets="nope_proj"), "nope_proj.*q_proj"),
+                                       (dict(task="no-such-task"), "no-such-task"),
+                                       (dict(batch_size=6, grad_accum=4), "divisible")])
+def test_bad_options(tiny_env, tmp_path, bad, match):
+    with pytest.raises(UserError, match=match):
+        train_reward_model(_cfg(tiny_env, tmp_path / "run", **bad))
+
+
+def test_two_processes_match_one_process(tiny_env, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, CPU) at global batch 8 == 1 process with 2 accumulation steps."""
+    args = ["rm", "--task", "jsonl", "--path", str(tiny_env / "pairs.jsonl"), "--model", str(tiny_env / "tiny"),
+            "--batch-size", "8", "--max-steps", "4", "--eval-every", "2", "--learning-rate", "1e-3",
+            "--max-prompt-tokens", "32", "--max-response-tokens", "16", "--progress", "false",
+            "--report-to", "none", "--lora-dropout", "0.1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", str(29500 + os.getpid() % 1000), "-m", "perlhf", *args,
+                          "--output-dir", str(tmp_path / "two")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["num_processes"] == 2
+    train_reward_model(_cfg(tiny_env, tmp_path / "one", max_steps=4, eval_every=2, grad_accum=2, lora_dropout=0.1))
+    a, b = _final_tensors(tmp_path / "one"), _final_tensors(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
