@@ -22,6 +22,11 @@ COMMAND_MODULES = [
     "perlhf.data.cli",
     "perlhf.models.cli",
     "perlhf.train.rm_cli",
+    "perlhf.train.sft_cli",
+    "perlhf.train.rl_cli",
+    "perlhf.eval.cli",
+    "perlhf.compare_cli",
+    "perlhf.demo_cli",
 ]
 
 
@@ -41,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not getattr(args, "accepts_extra", False):
+            parser.error("unrecognized arguments: " + " ".join(extra))
+        args.extra = extra
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -69,3 +69,44 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "perlhf-cache"
     monkeypatch.setenv("PERLHF_CACHE", str(cache))
     return cache
+
+
+TINY_WORDS = ["apple", "river", "stone", "cloud", "green", "music", "paper", "light"]
+
+
+@pytest.fixture(scope="session")
+def tiny_env(tmp_path_factory, smol_tokenizer) -> Path:
+    """A tiny model folder (random Llama with the SmolLM2 tokenizer) and two tiny jsonl tasks.
+
+    ``tiny/``: the model; ``pairs.jsonl``: preference pairs (a polite answer beats "No."),
+    ``ratings.jsonl``: thumbs-up/down (two thirds positive); 48/8/8 train/validation/test.
+    """
+    import json
+    import random
+
+    from perlhf.models.tiny import make_tiny_causal_lm
+
+    root = tmp_path_factory.mktemp("tiny-env")
+    tok = smol_tokenizer
+    model = make_tiny_causal_lm(len(tok), seed=0, hidden_size=32, num_layers=2, intermediate_size=64,
+                                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                eos_token_id=tok.eos_token_id)
+    model.save_pretrained(root / "tiny")
+    tok.save_pretrained(root / "tiny")
+    rng = random.Random(0)
+
+    def split(i: int) -> str:
+        return "train" if i < 48 else ("validation" if i < 56 else "test")
+
+    with open(root / "pairs.jsonl", "w") as f:
+        for i in range(64):
+            w = " ".join(rng.choice(TINY_WORDS) for _ in range(rng.randint(1, 6)))
+            f.write(json.dumps({"prompt": f"Tell me about {w}.", "chosen": f"Thank you, a great question about {w}!",
+                                "rejected": "No." + " no" * rng.randint(0, 4), "split": split(i)}) + "\n")
+    with open(root / "ratings.jsonl", "w") as f:
+        for i in range(64):
+            w = " ".join(rng.choice(TINY_WORDS) for _ in range(rng.randint(1, 6)))
+            good = i % 3 != 0
+            f.write(json.dumps({"prompt": f"Tell me about {w}.", "response": f"Sure, {w} is nice." if good else
+                                "Go away.", "label": int(good), "split": split(i)}) + "\n")
+    return root

@@ -183,3 +183,50 @@ def test_not_a_reward_model_folder(tmp_path):
         load_reward_model(tmp_path / "nope")
     with pytest.raises(UserError, match="not a perlhf reward model folder"):
         load_reward_model(tmp_path)
+
+
+def test_encoder_backbone_with_lora(tmp_path):
+    """An encoder (BERT) is its own body: scores at the last real token, attention preset, reload."""
+    from transformers import BertConfig, BertModel
+
+    from perlhf.models.lora import resolve_lora_targets
+
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=32)).eval()
+    bert.save_pretrained(tmp_path / "bert")
+    assert resolve_lora_targets(bert, "attention") == sorted(
+        ["encoder.layer.0.attention.output.dense", "encoder.layer.0.attention.self.key",
+         "encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.value"])
+    from perlhf.models.heads import is_causal_lm, load_backbone
+
+    assert not is_causal_lm(str(tmp_path / "bert"))
+    backbone = apply_lora(load_backbone(str(tmp_path / "bert"), kind="encoder"), LoraOptions(rank=2))
+    head = ScalarHead(32)
+    head.reset_parameters(torch.Generator().manual_seed(0))
+    model = RewardModel(backbone, head).eval()
+    info = RewardInfo(base_model=str(tmp_path / "bert"), mode="lora", base_fingerprint=base_fingerprint(model),
+                      max_prompt_tokens=8, max_response_tokens=8, task_kind="rating", backbone="encoder")
+    save_reward_model(model, tmp_path / "rm", info)
+    again, _ = load_reward_model(tmp_path / "rm")
+    ids, mask = _batch()
+    with torch.no_grad():
+        assert torch.equal(model(ids, mask), again(ids, mask))
+
+
+def test_attach_reward_adapter_to_shared_backbone(base_dir, tmp_path):
+    from perlhf.models.heads import attach_reward_adapter, load_backbone
+
+    rm = _lora_rm(base_dir)
+    save_reward_model(rm, tmp_path / "rm", _info(base_dir, rm))
+    shared = apply_lora(load_backbone(str(base_dir)), LoraOptions(rank=2), adapter_name="value")
+    head, info = attach_reward_adapter(shared, tmp_path / "rm")
+    assert set(shared.peft_config) == {"value", "reward"}
+    shared.set_adapter("reward", inference_mode=True)
+    assert not any(p.requires_grad for n, p in shared.named_parameters() if ".reward." in n)
+    ids, mask = _batch()
+    with torch.no_grad():
+        assert torch.equal(RewardModel(shared, head)(ids, mask), rm(ids, mask))
+    other = apply_lora(_tiny(seed=4), LoraOptions(rank=2), adapter_name="value")
+    with pytest.raises(UserError, match="trained on base weights"):
+        attach_reward_adapter(other, tmp_path / "rm")

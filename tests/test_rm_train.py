@@ -197,6 +197,7 @@ def test_empty_split_is_refused(tiny_env, tmp_path):
 @pytest.mark.parametrize("bad,match", [(dict(lora_rank=0), "--lora-rank"),
                                        (dict(lora_targets="nope_proj"), "nope_proj.*q_proj"),
                                        (dict(task="no-such-task"), "no-such-task"),
+                                       (dict(model="no-such-model"), "no-such-model"),
                                        (dict(batch_size=6, grad_accum=4), "divisible")])
 def test_bad_options(tiny_env, tmp_path, bad, match):
     with pytest.raises(UserError, match=match):
@@ -211,7 +212,7 @@ def test_two_processes_match_one_process(tiny_env, tmp_path):
             "--report-to", "none", "--lora-dropout", "0.1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", str(29500 + os.getpid() % 1000), "-m", "perlhf", *args,
+                          "--master_port", str(29500 + os.getpid() % 1000), "-m", "perlhf.train.rm_cli", *args,
                           "--output-dir", str(tmp_path / "two")], env=env, capture_output=True, text=True,
                          timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -220,3 +221,31 @@ def test_two_processes_match_one_process(tiny_env, tmp_path):
     a, b = _final_tensors(tmp_path / "one"), _final_tensors(tmp_path / "two")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+
+
+def test_resume_after_kill_9_equals_uninterrupted(tiny_env, tmp_path):
+    """SIGKILL a training process once it has written a checkpoint, resume, compare with a clean run."""
+    import signal
+    import time
+
+    kw = dict(max_steps=12, eval_every=1)
+    args = ["rm", "--task", "jsonl", "--path", str(tiny_env / "pairs.jsonl"), "--model", str(tiny_env / "tiny"),
+            "--batch-size", "8", "--max-steps", "12", "--eval-every", "1", "--learning-rate", "1e-3",
+            "--max-prompt-tokens", "32", "--max-response-tokens", "16", "--progress", "false",
+            "--report-to", "none", "--output-dir", str(tmp_path / "killed")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "perlhf.train.rm_cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = tmp_path / "killed" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if ckpts.is_dir() and any((p / "trainer_state.json").is_file() for p in ckpts.iterdir()):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    train_reward_model(_cfg(tiny_env, tmp_path / "killed", resume=True, **kw))
+    train_reward_model(_cfg(tiny_env, tmp_path / "clean", **kw))
+    a, b = _final_tensors(tmp_path / "clean"), _final_tensors(tmp_path / "killed")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -93,3 +93,36 @@ def assign_with_given(items: Iterable[tuple[T, str | None]],
     for rec, split in items:
         out[split if split is not None else split_of(rec.group, fr)].append(rec)  # type: ignore[attr-defined]
     return out
+
+
+_SHARD_SALT = b"perlhf-shard-v1:"
+
+
+def parse_shard(text: str, option: str = "--train-shard") -> tuple[int, int]:
+    """``"I/K"`` (1 <= I <= K) -> (I, K); ``"all"`` -> (1, 1)."""
+    if text.strip().lower() == "all":
+        return 1, 1
+    try:
+        i, k = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"{option} {text!r}: write I/K (e.g. 1/2) or all") from None
+    if not 1 <= i <= k:
+        raise UserError(f"{option} {text!r}: need 1 <= I <= K")
+    return i, k
+
+
+def shard_records(records: Iterable[T], index: int, count: int) -> list[T]:
+    """The records of shard ``index`` (1-based) of ``count`` disjoint shards, by a stable hash of ``group``.
+
+    Every group falls in exactly one shard, so two models trained on different shards
+    (a reward model and an independent judge) never share a conversation. The hash is
+    salted differently from :func:`split_of`, so shards are not tied to split boundaries.
+    """
+    if count == 1:
+        return list(records)
+    out = []
+    for rec in records:
+        u = int.from_bytes(hashlib.sha256(_SHARD_SALT + rec.group.encode("utf-8")).digest()[:8], "big")  # type: ignore[attr-defined]
+        if u % count == index - 1:
+            out.append(rec)
+    return out

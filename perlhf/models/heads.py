@@ -28,6 +28,7 @@ import inspect
 import json
 import logging
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,7 +313,9 @@ def load_reward_model(folder: str | os.PathLike, *, dtype: torch.dtype | str | N
             info.base_model, kind=info.backbone, dtype=dtype, trust_remote_code=trust_remote_code)
         if check_fingerprint:
             check_base_fingerprint(backbone, info, folder)
-        backbone = PeftModel.from_pretrained(backbone, str(folder), is_trainable=False)
+        with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5; not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            backbone = PeftModel.from_pretrained(backbone, str(folder), is_trainable=False)
     elif info.mode in ("full", "merged"):
         if info.backbone == "encoder":
             backbone = load_backbone(str(folder), kind="encoder", dtype=dtype, trust_remote_code=trust_remote_code)
@@ -340,6 +343,26 @@ def check_base_fingerprint(backbone: nn.Module, info: RewardInfo, folder: str | 
             f"but the backbone given has {got[:19]}… ({info.base_model}); load the same base model "
             "the reward model was trained on, or use a merged reward model (`perlhf rm merge`)"
         )
+
+
+def attach_reward_adapter(peft_model: nn.Module, folder: str | os.PathLike,
+                          adapter_name: str = "reward") -> tuple[ScalarHead, RewardInfo]:
+    """Load a LoRA reward model's adapter onto an existing peft model (one shared backbone).
+
+    The backbone's base weights must be the ones the adapter was trained on (fingerprint
+    check); the adapter is loaded frozen. Returns the reward head and the model's info; score
+    with ``RewardModel(peft_model, head)`` after ``peft_model.set_adapter(adapter_name,
+    inference_mode=True)`` (without ``inference_mode=True`` peft makes the adapter trainable),
+    under ``torch.inference_mode()``."""
+    info = RewardInfo.load(folder)
+    if info.mode != "lora":
+        raise UserError(f"{folder}: a {info.mode} reward model has no adapter to share a backbone with; "
+                        "load it as a separate model (load_reward_model)")
+    check_base_fingerprint(peft_model, info, folder)
+    peft_model.load_adapter(str(folder), adapter_name=adapter_name, is_trainable=False)
+    head = ScalarHead.load(folder, expected_hidden_size=hidden_size_of(peft_model))
+    head.requires_grad_(False)
+    return head, info
 
 
 def load_tokenizer_for(folder: str | os.PathLike, info: RewardInfo):

@@ -358,6 +358,54 @@ def batch_accuracy(kind: str, scores: torch.Tensor, labels: torch.Tensor | None)
     return float(((scores > 0).float() == labels).float().mean())
 
 
+# --------------------------------------------------------------------------- one optimizer step
+@dataclass
+class StepStats:
+    loss: float
+    accuracy: float
+    grad_norm: float
+    real_tokens: int
+    padded_tokens: int
+
+
+def train_step(model: Any, optimizer: Any, scheduler: Any, accelerator: Any, cfg: RewardConfig, kind: str,
+               train: EncodedSplit, pad_id: int, step: int, micro: list[list[int]]) -> StepStats:
+    """One optimizer step: this process's share of the micro-batches (gradient accumulation;
+    gradients averaged over processes on the last one), a finiteness check, then the update.
+
+    Pairs are scored in one forward pass (chosen rows then rejected rows); each micro-batch
+    seeds torch from (seed, step, micro-batch index), so dropout masks do not depend on the
+    number of processes."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    mine = list(range(rank, len(micro), world))
+    loss_sum = torch.zeros((), device=accelerator.device)
+    acc_sum = 0.0
+    real = padded = 0
+    for j, m in enumerate(mine):
+        batch = train.batch(micro[m], pad_id).to(accelerator.device)
+        torch.manual_seed(step_seed(cfg.seed, step) + m)
+        sync = accelerator.no_sync(model) if j < len(mine) - 1 else contextlib.nullcontext()
+        with sync:
+            scores = model(batch.input_ids, batch.attention_mask)
+            loss = reward_loss(kind, scores, batch.labels)
+            accelerator.backward(loss / cfg.grad_accum)
+        loss_sum += loss.detach()
+        acc_sum += batch_accuracy(kind, scores.detach(), batch.labels)
+        real += batch.real_tokens
+        padded += batch.padded_tokens
+    step_loss = float(accelerator.reduce(loss_sum / cfg.grad_accum, reduction="mean"))
+    grad_norm = float(accelerator.clip_grad_norm_(
+        [p for p in model.parameters() if p.requires_grad],
+        cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")))
+    check_finite(step, loss=step_loss, grad_norm=grad_norm)  # before the update: no NaN weights, ever
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    counts = torch.tensor([real, padded], dtype=torch.float64, device=accelerator.device)
+    real, padded = (int(x) for x in accelerator.reduce(counts, reduction="sum").tolist())
+    return StepStats(step_loss, acc_sum / len(mine), grad_norm, real, padded)
+
+
 # --------------------------------------------------------------------------- logging
 class Reporter:
     """metrics.jsonl always; TensorBoard or W&B when asked and installed (main process only)."""
@@ -426,7 +474,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
     # cpu=True without CUDA: accelerate only sets up gloo data parallelism under torchrun when told "cpu".
     accelerator = make_accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     n_micro = cfg.grad_accum * world
     if cfg.batch_size % n_micro:
         raise UserError(f"--batch-size {cfg.batch_size} must be divisible by --grad-accum x processes "
@@ -500,45 +548,18 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
                                                     start_step=state["step"], window_batches=cfg.bucket_window):
         t0 = time.perf_counter()
         micro = split_micro_batches(batch_indices, lengths, n_micro)
-        mine = list(range(rank, n_micro, world))  # this process's micro-batches
-        loss_sum = torch.zeros((), device=accelerator.device)
-        acc_sum = 0.0
-        real = padded = 0
-        for j, m in enumerate(mine):
-            batch = train.batch(micro[m], pad_id).to(accelerator.device)
-            torch.manual_seed(step_seed(cfg.seed, step) + m)  # dropout: same masks whatever the process count
-            sync = accelerator.no_sync(model) if j < len(mine) - 1 else contextlib.nullcontext()
-            with sync:
-                scores = model(batch.input_ids, batch.attention_mask)
-                loss = reward_loss(kind, scores, batch.labels)
-                accelerator.backward(loss / cfg.grad_accum)
-            loss_sum += loss.detach()
-            acc_sum += batch_accuracy(kind, scores.detach(), batch.labels)
-            real += batch.real_tokens
-            padded += batch.padded_tokens
-        step_loss = float(accelerator.reduce(loss_sum / cfg.grad_accum, reduction="mean"))
-        grad_norm = float(accelerator.clip_grad_norm_(
-            [p for p in model.parameters() if p.requires_grad],
-            cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")))
-        check_finite(step, loss=step_loss, grad_norm=grad_norm)  # before the update: no NaN weights, ever
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        stats = train_step(model, optimizer, scheduler, accelerator, cfg, kind, train, pad_id, step, micro)
         elapsed = time.perf_counter() - t0
         step_times.append(elapsed)
-        counts = torch.tensor([real, padded], dtype=torch.float64, device=accelerator.device)
-        real, padded = (int(x) for x in accelerator.reduce(counts, reduction="sum").tolist())
         if len(step_times) > warmup:
-            tokens["real"] += real
-            tokens["padded"] += padded
+            tokens["real"] += stats.real_tokens
+            tokens["padded"] += stats.padded_tokens
             tokens["examples"] += cfg.batch_size
             tokens["seconds"] += elapsed
-        step_acc = acc_sum / len(mine)
-        recent_loss.append(step_loss)
-        recent_acc.append(step_acc)
-        reporter.log(step, "train", {"loss": step_loss, "accuracy": step_acc, "grad_norm": grad_norm,
-                                     "lr": scheduler.get_last_lr()[0], "epoch": epoch, "step_s": elapsed,
-                                     "real_tokens": real, "padded_tokens": padded})
+        recent_loss.append(stats.loss)
+        recent_acc.append(stats.accuracy)
+        reporter.log(step, "train", {**dataclasses.asdict(stats), "lr": scheduler.get_last_lr()[0],
+                                     "epoch": epoch, "step_s": elapsed})
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{sum(recent_loss) / len(recent_loss):.4f}",

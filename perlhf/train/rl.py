@@ -615,12 +615,12 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     if not cfg.policy:
         raise UserError("--policy is required: the merged SFT model (`perlhf sft --merge` writes <run>/merged)")
     check_policy_folder(cfg.policy)
+    tokenizer = load_tokenizer(cfg.policy, padding_side="left")  # a bad --policy fails before the run dir exists
     run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
     run.save_config({"stage": "rl", **config_to_dict(cfg)})
     seed_everything(cfg.seed)
     accelerator = make_accelerator(cpu=not torch.cuda.is_available())
     dtype = torch_dtype(cfg.dtype)
-    tokenizer = load_tokenizer(cfg.policy, padding_side="left")
     task = load_task(cfg.task, data_dir=cfg.data_dir)
     raw = prompts_of(task, "train")
     if cfg.max_prompts is not None and cfg.max_prompts < len(raw):

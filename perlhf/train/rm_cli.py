@@ -164,3 +164,26 @@ def _score(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, text)
         print(f"{len(items)} records scored -> {args.output}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m perlhf.train.rm_cli rm ...``: the rm command alone (same options, same errors)."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="perlhf")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if args.verbose:
+            raise
+        print(f"perlhf rm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

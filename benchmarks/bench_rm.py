@@ -1,0 +1,358 @@
+"""Reward-model benchmark: perlhf rm against TRL's RewardTrainer, LoRA and full, one run.
+
+    /work/bench-venv/bin/python benchmarks/bench_rm.py run    [--steps 12] [--warmup 2] [--reps 2] [--out runs/bench/rm]
+    /work/bench-venv/bin/python benchmarks/bench_rm.py report [--out runs/bench/rm]
+
+Four variants, each in a fresh process (so its peak memory is its own), in alternating
+order (rep 0: A B C D, rep 1: D C B A, ...) so that both libraries see the same machine load:
+
+* ``perlhf-lora``  perlhf's Python API (``train_reward_model``), LoRA r=8, alpha 16, on q,k,v,o;
+* ``perlhf-full``  the same, every weight trained;
+* ``trl-lora``     TRL ``RewardTrainer`` + peft ``LoraConfig`` of the same shape (r=8, alpha 16,
+                   dropout 0, q/k/v/o, the score head trained: task_type SEQ_CLS);
+* ``trl-full``     ``RewardTrainer`` on the whole ``AutoModelForSequenceClassification``.
+
+Same for all: model smollm2-135m (float32), HH-RLHF harmless dev pairs (perlhf's train split),
+8 pairs per step (16 sequences, chosen + rejected in one forward), sequences of at most
+256 tokens: both libraries get *the same token ids* (perlhf's encoding: prompt left-truncated
+to 192 tokens, response capped at 64 tokens including the end-of-turn), constant learning
+rate (5e-4 LoRA, 5e-5 full), AdamW, no weight decay, grad-norm clip 1.0, no gradient
+checkpointing, float32 (TRL's defaults turn gradient checkpointing and bf16 autocast on; they
+are turned off so that both sides compute the same thing). Each library batches as it
+does by default: perlhf buckets by length, TRL samples at random.
+
+Per run: median seconds per step after ``--warmup`` steps (TRL: on_step_begin -> on_step_end,
+perlhf: its own ``step_s``, both = collate + forward + backward + clip + optimizer step),
+examples/s, real and padded tokens, peak RSS (VmHWM reset at the start of the window:
+model construction + training; also the window's increase over the RSS at its start), achieved
+FLOP/s (bench_limit.train_flops over real tokens) against the matmul peak measured in the same
+process just before training, and pairwise accuracy on perlhf's hh-harmless test split after training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+VARIANTS = ["perlhf-lora", "trl-lora", "perlhf-full", "trl-full"]
+LR = {"lora": 5e-4, "full": 5e-5}
+MAX_PROMPT, MAX_RESPONSE, MAX_LEN = 192, 64, 256
+BATCH = 8
+MODEL = "smollm2-135m"
+
+
+# ----------------------------------------------------------------------------------- memory
+def _status_kib(key: str) -> int:
+    return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+class HWM:
+    """Peak RSS of this process over a window: the kernel's VmHWM, reset at the start
+    (``echo 5 > /proc/self/clear_refs``), so no sampling thread competes with training."""
+
+    def __enter__(self):
+        Path("/proc/self/clear_refs").write_text("5")
+        self.start_rss = _status_kib("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        self.peak = _status_kib("VmHWM") * 1024
+        self.delta = self.peak - self.start_rss
+
+
+# ----------------------------------------------------------------------------------- data
+def encoded_splits(data_dir: str):
+    """perlhf's own train/test encoding of hh-harmless (the token ids both libraries get)."""
+    from perlhf.models import load_tokenizer
+    from perlhf.train.reward import RewardConfig, encode_split, load_splits
+
+    cfg = RewardConfig(task="hh-harmless", data_dir=data_dir, max_prompt_tokens=MAX_PROMPT,
+                       max_response_tokens=MAX_RESPONSE)
+    kind, records = load_splits(cfg)
+    tok = load_tokenizer(MODEL)
+    return tok, {name: encode_split(name, kind, recs, tok, cfg) for name, recs in records.items()}
+
+
+def model_counts() -> dict:
+    """Parameters of the backbone: total, embedding, matmul (non-embedding), from the config."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from bench_limit import matmul_params
+    from perlhf.models import resolve_model
+
+    cfg = AutoConfig.from_pretrained(resolve_model(MODEL).path)
+    with torch.device("meta"):
+        m = AutoModel.from_config(cfg)
+    return matmul_params(m)
+
+
+def lora_param_count() -> int:
+    """Parameters of a LoRA r=8 on q,k,v,o of the backbone (computed on the meta device)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModel
+
+    from perlhf.models import resolve_model
+
+    cfg = AutoConfig.from_pretrained(resolve_model(MODEL).path)
+    with torch.device("meta"):
+        m = get_peft_model(AutoModel.from_config(cfg), LoraConfig(r=8, lora_alpha=16, target_modules=[
+            "q_proj", "k_proj", "v_proj", "o_proj"]))
+    return sum(p.numel() for n, p in m.named_parameters() if "lora_" in n)
+
+
+def quick_peak(seconds: float = 2.0) -> float:
+    """fp32 matmul FLOP/s right now (2048^3), to set this run's achieved FLOP/s against the
+    machine as it is at that moment (the 2 cores are shared)."""
+    from bench_limit import time_matmul
+    import torch
+
+    return max(time_matmul(2048, 2048, 2048, torch.float32, repeats=max(1, int(seconds / 0.25)), min_s=0.25))
+
+
+# ----------------------------------------------------------------------------------- one run
+def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, out: Path) -> dict:
+    from perlhf.train.reward import RewardConfig, train_reward_model
+
+    cfg = RewardConfig(task="hh-harmless", data_dir=data_dir, model=MODEL, mode=mode, lora_rank=8,
+                       learning_rate=LR[mode], batch_size=BATCH, max_steps=steps, eval_every=steps,
+                       max_prompt_tokens=MAX_PROMPT, max_response_tokens=MAX_RESPONSE, eval_batch_size=16,
+                       eval_untrained=False, report_to="none", progress=False, output_dir=str(out),
+                       overwrite=True, seed=0)
+    with HWM() as mem:
+        summary = train_reward_model(cfg)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r.get("split") == "train"]
+    times = [r["step_s"] for r in train]
+    timed = train[warmup:]
+    return {"step_times": times, "real_tokens": sum(r["real_tokens"] for r in timed),
+            "padded_tokens": sum(r["padded_tokens"] for r in timed), "timed_seconds": sum(r["step_s"] for r in timed),
+            "timed_steps": len(timed), "test_accuracy": summary["test"]["accuracy"], "test_n": summary["test"]["n"],
+            "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "perlhf_cost": summary["cost"],
+            "trainable_params": summary["params"]["trainable"]}
+
+
+def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, splits) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, TrainerCallback
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    from perlhf.models import resolve_model
+    from perlhf.train.batching import eval_batches
+
+    train = splits["train"]
+    ds = Dataset.from_dict({"chosen_ids": train.first, "rejected_ids": train.second})
+    args = TRLRewardConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH,
+                           gradient_accumulation_steps=1, learning_rate=LR[mode], lr_scheduler_type="constant",
+                           warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, logging_steps=steps,
+                           save_strategy="no", eval_strategy="no", report_to="none", bf16=False,
+                           gradient_checkpointing=False, max_length=MAX_LEN, seed=0, data_seed=0, use_cpu=True,
+                           dataloader_num_workers=0, disable_tqdm=True)
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.times, self.t0 = [], None
+
+        def on_step_begin(self, *a, **k):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            self.times.append(time.perf_counter() - self.t0)
+
+    clock = Clock()
+    counts = []  # per training forward: (real, padded)
+
+    def hook(module, args, kwargs):
+        if module.training:
+            m = kwargs["attention_mask"]
+            counts.append((int(m.sum()), int(m.numel())))
+
+    peft_config = None
+    if mode == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="SEQ_CLS",
+                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    with HWM() as mem:
+        model = AutoModelForSequenceClassification.from_pretrained(resolve_model(MODEL).path, num_labels=1,
+                                                                   dtype=torch.float32)
+        model.config.pad_token_id = tok.pad_token_id
+        trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                                peft_config=peft_config, callbacks=[clock])
+        trainer.model.register_forward_pre_hook(hook, with_kwargs=True)
+        trainer.train()
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    # Held-out accuracy on the same test pairs, scored in eval mode, batches sorted by length.
+    model = trainer.model.eval()
+    test = splits["test"]
+    n = len(test)
+    scores = [0.0] * (2 * n)
+    with torch.inference_mode():
+        for idx in eval_batches(test.lengths, 16):
+            b = test.batch(idx, tok.pad_token_id)
+            s = model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits.squeeze(-1)
+            for j, i in enumerate(idx):
+                scores[i], scores[n + i] = float(s[j]), float(s[len(idx) + j])
+    acc = sum(scores[i] > scores[n + i] for i in range(n)) / n
+    timed = counts[warmup:steps]
+    times = clock.times
+    return {"step_times": times, "real_tokens": sum(c[0] for c in timed), "padded_tokens": sum(c[1] for c in timed),
+            "timed_seconds": sum(times[warmup:]), "timed_steps": len(times[warmup:]), "test_accuracy": acc,
+            "test_n": n, "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "trainable_params": trainable}
+
+
+def one(variant: str, rep: int, steps: int, warmup: int, data_dir: str, out: Path) -> None:
+    import torch
+
+    lib, mode = variant.split("-")
+    tok, splits = encoded_splits(data_dir)
+    counts = model_counts()
+    n_lora = lora_param_count() if mode == "lora" else 0
+    load0 = os.getloadavg()[0]
+    peak_now = quick_peak()
+    run_dir = out / f"{variant}-rep{rep}"
+    if lib == "perlhf":
+        res = run_perlhf(mode, steps, warmup, data_dir, run_dir)
+    else:
+        res = run_trl(mode, steps, warmup, data_dir, run_dir, tok, splits)
+    from bench_limit import train_flops
+
+    flops = train_flops(mode, counts["matmul"], res["real_tokens"], n_lora)
+    res.update({
+        "variant": variant, "rep": rep, "steps": steps, "warmup": warmup, "batch_pairs": BATCH,
+        "median_step_s": statistics.median(res["step_times"][warmup:]),
+        "examples_per_s": BATCH * res["timed_steps"] / res["timed_seconds"],
+        "padding_fraction": 1 - res["real_tokens"] / res["padded_tokens"],
+        "achieved_flops": flops / res["timed_seconds"], "matmul_peak_now": peak_now,
+        "params": counts, "n_lora": n_lora, "torch_threads": torch.get_num_threads(),
+        "loadavg_start": load0, "loadavg_end": os.getloadavg()[0],
+        "process_peak_rss": _status_kib("VmHWM") * 1024,
+    })
+    (out / f"{variant}-rep{rep}.json").write_text(json.dumps(res, indent=1))
+    print(f"{variant} rep{rep}: {res['median_step_s']:.2f} s/step, {res['examples_per_s']:.2f} ex/s, "
+          f"peak {res['peak_rss'] / 2**20:.0f} MiB (+{res['peak_rss_delta'] / 2**20:.0f}), pad "
+          f"{res['padding_fraction']:.1%}, {res['achieved_flops'] / 1e9:.1f} GFLOP/s "
+          f"({res['achieved_flops'] / peak_now:.0%} of {peak_now / 1e9:.0f}), acc {res['test_accuracy']:.3f} "
+          f"load {load0:.1f}->{res['loadavg_end']:.1f}", flush=True)
+
+
+# ----------------------------------------------------------------------------------- driver + report
+def run_all(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    order = list(args.variants)
+    for rep in range(args.reps):
+        seq = order if rep % 2 == 0 else order[::-1]
+        for v in seq:
+            if (out / f"{v}-rep{rep}.json").is_file() and not args.overwrite:
+                print(f"{v} rep{rep}: done, skipped")
+                continue
+            cmd = [sys.executable, __file__, "one", "--variant", v, "--rep", str(rep), "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--data-dir", args.data_dir, "--out", str(out)]
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                   "TRANSFORMERS_VERBOSITY": "error"}
+            subprocess.run(cmd, check=True, env=env)
+    report(args)
+
+
+def _load(out: Path) -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = {}
+    for p in sorted(out.glob("*-rep*.json")):
+        r = json.loads(p.read_text())
+        by.setdefault(r["variant"], []).append(r)
+    return by
+
+
+def report(args) -> None:
+    from bench_limit import load_peak
+
+    out = Path(args.out)
+    by = _load(out)
+    peak = load_peak(args.limit)
+    med = {}
+    print(f"\n| variant | reps | s/step (median) | examples/s | peak RSS MiB | RSS increase MiB | padding | "
+          f"GFLOP/s (real tokens) | % of matmul peak now | % of machine peak | test acc | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for v in VARIANTS:
+        rs = by.get(v)
+        if not rs:
+            continue
+        m = {k: statistics.median(r[k] for r in rs) for k in (
+            "median_step_s", "examples_per_s", "peak_rss", "peak_rss_delta", "padding_fraction", "achieved_flops",
+            "test_accuracy", "loadavg_start")}
+        m["pct_now"] = statistics.median(r["achieved_flops"] / r["matmul_peak_now"] for r in rs)
+        med[v] = m
+        pct_machine = f"{m['achieved_flops'] / peak:.0%}" if peak else "n/a"
+        print(f"| {v} | {len(rs)} | {m['median_step_s']:.2f} | {m['examples_per_s']:.2f} | {m['peak_rss'] / 2**20:.0f} | "
+              f"{m['peak_rss_delta'] / 2**20:.0f} | {m['padding_fraction']:.1%} | {m['achieved_flops'] / 1e9:.1f} | "
+              f"{m['pct_now']:.0%} | {pct_machine} | {m['test_accuracy']:.3f} (n={rs[0]['test_n']}) | "
+              f"{m['loadavg_start']:.1f} |")
+    if peak:
+        print(f"\nmachine fp32 matmul peak (bench_limit.py, {args.limit}): {peak / 1e9:.1f} GFLOP/s")
+
+    def ratio(a, b, key, inv=False):
+        if a in med and b in med:
+            x = med[b][key] / med[a][key] if inv else med[a][key] / med[b][key]
+            return f"{x:.2f}"
+        return "n/a"
+
+    print("\nratios (medians):")
+    print(f"  perlhf-lora / trl-lora throughput (examples/s): {ratio('perlhf-lora', 'trl-lora', 'examples_per_s')}")
+    print(f"  perlhf-lora / trl-lora peak RSS:                {ratio('perlhf-lora', 'trl-lora', 'peak_rss')}")
+    print(f"  perlhf-lora / trl-lora RSS increase:            {ratio('perlhf-lora', 'trl-lora', 'peak_rss_delta')}")
+    print(f"  perlhf-full / trl-full throughput:              {ratio('perlhf-full', 'trl-full', 'examples_per_s')}")
+    print(f"  perlhf lora / full peak RSS:                    {ratio('perlhf-lora', 'perlhf-full', 'peak_rss')}")
+    print(f"  perlhf lora / full RSS increase:                {ratio('perlhf-lora', 'perlhf-full', 'peak_rss_delta')}")
+    print(f"  perlhf lora vs full speed-up (s/step):          {ratio('perlhf-lora', 'perlhf-full', 'median_step_s', inv=True)}")
+    print(f"  trl lora / full peak RSS:                       {ratio('trl-lora', 'trl-full', 'peak_rss')}")
+    print(f"  trl lora / full RSS increase:                   {ratio('trl-lora', 'trl-full', 'peak_rss_delta')}")
+    print(f"  trl lora vs full speed-up (s/step):             {ratio('trl-lora', 'trl-full', 'median_step_s', inv=True)}")
+    # Per-rep pairing (same rep = neighbouring in time) for the LoRA throughput ratio.
+    pairs = [(a, b) for a in by.get("perlhf-lora", []) for b in by.get("trl-lora", []) if a["rep"] == b["rep"]]
+    if pairs:
+        print("  per rep perlhf-lora/trl-lora examples/s: "
+              + ", ".join(f"rep{a['rep']} {a['examples_per_s'] / b['examples_per_s']:.2f}" for a, b in pairs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "report", "one"):
+        p = sub.add_parser(name)
+        p.add_argument("--out", default="runs/bench/rm")
+        p.add_argument("--limit", default="runs/bench/limit.json", help="bench_limit.py's JSON (machine peak)")
+        p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+        p.add_argument("--steps", type=int, default=12)
+        p.add_argument("--warmup", type=int, default=2)
+        if name == "run":
+            p.add_argument("--reps", type=int, default=2)
+            p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+            p.add_argument("--overwrite", action="store_true", help="rerun variants whose JSON exists")
+        if name == "one":
+            p.add_argument("--variant", required=True, choices=VARIANTS)
+            p.add_argument("--rep", type=int, default=0)
+    args = ap.parse_args()
+    if args.cmd == "run":
+        run_all(args)
+    elif args.cmd == "report":
+        report(args)
+    else:
+        one(args.variant, args.rep, args.steps, args.warmup, args.data_dir, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Reward-model benchmark on real data: LoRA vs full fine-tuning, and a LoRA rank sweep.
+
+    python benchmarks/rm_bench.py run    [--out runs/rm-bench] [--data-dir ../shared/data] [--only NAME ...]
+    python benchmarks/rm_bench.py report [--out runs/rm-bench]      # markdown tables on stdout
+
+Each run is a separate ``python -m perlhf.train.rm_cli rm`` (= ``perlhf rm``) process (so its peak memory is its own),
+run one after another; a run whose summary.json exists is skipped, so an interrupted
+benchmark continues where it stopped. Sizes are chosen for a 2-core CPU shared with
+other work: see RUNS and benchmarks/RM_RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Shared settings per task. Learning rates keep the paper's 10x LoRA/full ratio, raised from its
+# 1e-4 / 1e-5 (5k steps of 128) because these runs see a few hundred examples.
+COFFEE = ["--task", "taskmaster-coffee", "--batch-size", "16", "--max-steps", "24", "--eval-every", "12",
+          "--max-prompt-tokens", "96", "--max-response-tokens", "32", "--eval-batch-size", "32",
+          "--max-eval-examples", "160"]
+HH = ["--task", "hh-harmless", "--batch-size", "8", "--max-steps", "24", "--eval-every", "12",
+      "--max-prompt-tokens", "64", "--max-response-tokens", "48", "--eval-batch-size", "32"]
+LORA_LR, FULL_LR = "5e-4", "5e-5"
+
+RUNS: dict[str, list[str]] = {
+    "hh-lora-r8": HH + ["--mode", "lora", "--lora-rank", "8", "--learning-rate", LORA_LR],
+    "hh-full": HH + ["--mode", "full", "--learning-rate", FULL_LR, "--eval-untrained", "false"],
+    "coffee-lora-r8": COFFEE + ["--mode", "lora", "--lora-rank", "8", "--learning-rate", LORA_LR],
+    "coffee-full": COFFEE + ["--mode", "full", "--learning-rate", FULL_LR, "--eval-untrained", "false"],
+    "coffee-lora-r1": COFFEE + ["--mode", "lora", "--lora-rank", "1", "--learning-rate", LORA_LR,
+                                "--eval-untrained", "false"],
+    "coffee-lora-r4": COFFEE + ["--mode", "lora", "--lora-rank", "4", "--learning-rate", LORA_LR,
+                                "--eval-untrained", "false"],
+    "coffee-lora-r16": COFFEE + ["--mode", "lora", "--lora-rank", "16", "--learning-rate", LORA_LR,
+                                 "--eval-untrained", "false"],
+}
+
+
+def command(name: str, out: Path, data_dir: str) -> list[str]:
+    return [sys.executable, "-m", "perlhf.train.rm_cli", "rm", *RUNS[name], "--data-dir", data_dir, "--model", "smollm2-135m",
+            "--output-dir", str(out / name), "--overwrite", "--report-to", "none", "--progress", "false"]
+
+
+def run(out: Path, data_dir: str, only: list[str] | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in only or list(RUNS):
+        if (out / name / "summary.json").is_file():
+            print(f"{name}: done already", flush=True)
+            continue
+        cmd = command(name, out, data_dir)
+        print(f"{name}: {' '.join(cmd[1:])}", flush=True)
+        t0 = time.time()
+        with open(out / f"{name}.log", "w") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO).returncode
+        print(f"{name}: exit {rc} after {time.time() - t0:.0f} s", flush=True)
+
+
+def _load(out: Path) -> dict[str, dict]:
+    return {n: json.loads((out / n / "summary.json").read_text()) for n in RUNS if (out / n / "summary.json").is_file()}
+
+
+def _untrained(runs: dict[str, dict], task: str) -> dict | None:
+    for s in runs.values():
+        if s["task"] == task and s.get("untrained"):
+            return s["untrained"]["test"]
+    return None
+
+
+def report(out: Path) -> str:
+    runs = _load(out)
+    lines = []
+    for task, prefix in (("taskmaster-coffee", "coffee"), ("hh-harmless", "hh")):
+        rows = {n: s for n, s in runs.items() if n.startswith(prefix + "-")}
+        full = rows.get(f"{prefix}-full")
+        if not rows:
+            continue
+        un = _untrained(runs, task)
+        rating = next(iter(rows.values()))["kind"] == "rating"
+        lines.append(f"### {task} ({'ratings' if rating else 'pairs'})\n")
+        head = "| run | trainable params | test acc |" + (" test AUC |" if rating else "") + \
+               " peak RSS MiB | peak, % of full | median s/step | speed-up vs full | tokens/s | padding |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        if un:
+            auc = f" {un['auc']:.3f} |" if rating else ""
+            lines.append(f"| untrained (same init) | – | {un['accuracy']:.3f} |{auc} – | – | – | – | – | – |")
+        s0 = next(iter(rows.values()))
+        auc = " 0.500 |" if rating else ""
+        lines.append(f"| majority baseline | – | {s0['majority_baseline']:.3f} |{auc} – | – | – | – | – | – |")
+        for name in sorted(rows, key=lambda n: (n.endswith("full"), int(n.rsplit("r", 1)[-1]) if "-r" in n else 0)):
+            s = rows[name]
+            c = s["cost"]
+            mem = c["peak_memory_bytes"] / 2**20
+            pct = 100 * c["peak_memory_bytes"] / full["cost"]["peak_memory_bytes"] if full else float("nan")
+            speed = full["cost"]["median_step_s"] / c["median_step_s"] if full else float("nan")
+            lines.append(
+                f"| {name} | {s['params']['trainable']:,} ({s['params']['trainable_pct']:.2f}%) | "
+                f"{s['test']['accuracy']:.3f} |" + (f" {s['test']['auc']:.3f} |" if rating else "")
+                + f" {mem:.0f} | {pct:.0f}% | {c['median_step_s']:.2f} | {speed:.2f}x | "
+                f"{c['real_tokens_per_s']:.0f} | {100 * c['padding_fraction']:.1f}% |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["run", "report"])
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "rm-bench")
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--only", nargs="*", choices=list(RUNS))
+    a = p.parse_args()
+    if a.action == "run":
+        run(a.out, a.data_dir, a.only)
+    else:
+        print(report(a.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""``perlhf demo``: the whole PERL recipe on the offline defaults, LoRA against full fine-tuning.
+
+SFT (LoRA, merged: the RL start and anchor) -> reward model, full and LoRA
+(trained on one half of the training conversations) -> an independent judge
+reward model (trained on the other half) -> RL, full and LoRA (both against the
+LoRA reward model) -> evaluation of each RL policy against the SFT policy under
+the judge -> report. Every step runs in a fresh ``python -m perlhf`` process
+(so peak memory is per mode) with its log under ``<report-dir>/runs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from perlhf.compare import (
+    Mode,
+    last_error,
+    machine,
+    prepare_report_dir,
+    run_mode,
+    run_process,
+    versions,
+)
+from perlhf.config import option
+from perlhf.errors import UserError
+from perlhf.io import atomic_write_json, atomic_write_text
+from perlhf.report import ModeResult, markdown_table, write_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How big each step of the demo is."""
+
+    sft_steps: int
+    sft_batch: int
+    rm_steps: int
+    rm_batch: int
+    rm_eval_examples: int
+    rm_eval_every: int
+    rl_steps: int
+    rl_prompts_per_step: int
+    rl_samples_per_prompt: int
+    max_prompt_tokens: int
+    max_response_tokens: int
+    max_new_tokens: int
+    eval_prompts: int
+
+
+# Sized for a 2-core CPU with smollm2-135m: the full demo in about 30 minutes, --quick in a few.
+FULL = Budget(sft_steps=30, sft_batch=8, rm_steps=40, rm_batch=8, rm_eval_examples=128, rm_eval_every=20,
+              rl_steps=12, rl_prompts_per_step=4, rl_samples_per_prompt=2, max_prompt_tokens=192,
+              max_response_tokens=48, max_new_tokens=32, eval_prompts=32)
+QUICK = Budget(sft_steps=2, sft_batch=4, rm_steps=2, rm_batch=4, rm_eval_examples=8, rm_eval_every=2,
+               rl_steps=2, rl_prompts_per_step=2, rl_samples_per_prompt=2, max_prompt_tokens=96,
+               max_response_tokens=24, max_new_tokens=8, eval_prompts=4)
+
+
+@dataclass
+class DemoConfig:
+    """Options of ``perlhf demo``."""
+
+    model: str = option("smollm2-135m", "base model (an offline name, a local folder or a hub id)")
+    task: str = option("taskmaster-coffee", "rated task for the reward models and the RL prompts")
+    sft_task: str = option("taskmaster-coffee-dialogues", "dialogue task for SFT")
+    data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
+    report_dir: str = option("reports/demo", "folder for the report, the plots and every step's run and log")
+    overwrite: bool = option(False, "replace an existing --report-dir")
+    quick: bool = option(False, "tiny budgets (a few minutes): checks that the whole pipeline works, "
+                         "numbers mean nothing")
+    lora_rank: int = option(8, "LoRA rank of the LoRA modes (the paper's r=8)")
+    seed: int = option(0, "seed of every step")
+
+    def validate(self) -> None:
+        if self.lora_rank <= 0:
+            raise UserError(f"--lora-rank must be > 0, got {self.lora_rank}")
+
+
+@dataclass
+class Step:
+    name: str
+    weight: float  # rough share of the total time, for the overall ETA
+    steps: int  # the optimizer steps shown on its progress bar (0: no bar)
+
+
+def _plan(b: Budget) -> list[Step]:
+    return [Step("sft", 1.0, b.sft_steps), Step("rm full", 1.6, b.rm_steps), Step("rm lora", 1.0, b.rm_steps),
+            Step("rm judge", 1.0, b.rm_steps), Step("rl full", 2.2, b.rl_steps), Step("rl lora", 1.6, b.rl_steps),
+            Step("eval full", 0.6, 0), Step("eval lora", 0.6, 0)]
+
+
+class Progress:
+    """A progress bar per step and an overall ETA from the steps' rough weights."""
+
+    def __init__(self, plan: list[Step]):
+        self.plan = {s.name: s for s in plan}
+        self.total = sum(s.weight for s in plan)
+        self.done = 0.0
+        self.start = time.perf_counter()
+        self.bar = None
+
+    def begin(self, name: str):
+        from tqdm.auto import tqdm
+
+        step = self.plan[name]
+        self.bar = tqdm(total=step.steps or None, desc=f"{name:<9}", unit="step", leave=True, dynamic_ncols=True,
+                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} steps [{elapsed}]" if step.steps else
+                        "{desc} working [{elapsed}]")
+        self.bar.set_postfix_str(self.eta_text())
+
+        def update(n: int) -> None:
+            if self.bar is not None and step.steps and n > self.bar.n:
+                self.bar.update(min(n, step.steps) - self.bar.n)
+
+        return update
+
+    def end(self, name: str, status: str) -> None:
+        self.done += self.plan[name].weight
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{status}; {self.eta_text()}")
+            self.bar.close()
+            self.bar = None
+
+    def eta_text(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        if self.done <= 0:
+            return "overall ETA: after the first step"
+        remaining = elapsed / self.done * (self.total - self.done)
+        return f"overall: {elapsed / 60:.1f} min elapsed, ETA {remaining / 60:.1f} min"
+
+
+def _perlhf(*args: str) -> list[str]:
+    return [sys.executable, "-m", "perlhf", *args]
+
+
+def _shown(cmd: list[str]) -> str:
+    return "perlhf " + shlex.join(cmd[3:])
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    b = QUICK if cfg.quick else FULL
+    out = Path(cfg.report_dir)
+    prepare_report_dir(out, cfg.overwrite)
+    runs = out / "runs"
+    progress = Progress(_plan(b))
+    data = ["--data-dir", cfg.data_dir] if cfg.data_dir else []
+    commands: list[str] = []
+    t0 = time.perf_counter()
+
+    # 1. SFT: LoRA, merged into a plain model = the RL start and the KL anchor.
+    sft_dir = runs / "sft"
+    sft_cmd = _perlhf("sft", "--model", cfg.model, "--task", cfg.sft_task, *data, "--mode", "lora",
+                      "--lora-rank", str(cfg.lora_rank), "--merge", "true", "--max-steps", str(b.sft_steps),
+                      "--batch-size", str(b.sft_batch), "--max-prompt-tokens", str(b.max_prompt_tokens),
+                      "--max-response-tokens", str(b.max_response_tokens), "--max-eval-examples",
+                      str(b.rm_eval_examples), "--eval-every", str(b.sft_steps), "--save-every", str(b.sft_steps),
+                      "--seed", str(cfg.seed), "--output-dir", str(sft_dir), "--overwrite", "true")
+    commands.append(_shown(sft_cmd))
+    update = progress.begin("sft")
+    rc = run_process(sft_cmd, runs / "sft.log", sft_dir / "metrics.jsonl", update)
+    sft_model = sft_dir / "merged"
+    progress.end("sft", "ok" if rc == 0 else "failed")
+    if rc != 0 or not sft_model.is_dir():
+        raise UserError(f"the SFT step failed (exit {rc}): {last_error(runs / 'sft.log')}; "
+                        f"full log: {runs / 'sft.log'}")
+
+    # 2. Reward models on the SFT model: full and LoRA on shard 1/2 of the training conversations,
+    #    the judge (LoRA) on shard 2/2, so the judge never saw the policy's reward data.
+    lora = Mode(f"lora:r{cfg.lora_rank}", cfg.lora_rank)
+    modes = [Mode("full", None), lora]
+    rm_args = ["--task", cfg.task, *data, "--model", str(sft_model), "--max-steps", str(b.rm_steps),
+               "--batch-size", str(b.rm_batch), "--eval-every", str(b.rm_eval_every),
+               "--max-eval-examples", str(b.rm_eval_examples), "--max-prompt-tokens", str(b.max_prompt_tokens),
+               "--max-response-tokens", str(b.max_response_tokens), "--seed", str(cfg.seed),
+               "--report-to", "none"]
+    rm_results: list[ModeResult] = []
+    for mode in modes:
+        name = f"rm {'full' if mode.rank is None else 'lora'}"
+        res = run_mode("rm", mode, out, [*rm_args, "--train-shard", "1/2"], on_progress=progress.begin(name))
+        progress.end(name, res.status)
+        rm_results.append(res)
+        commands.append(res.command)
+    judge = run_mode("rm", lora, out, [*rm_args, "--train-shard", "2/2", "--seed", str(cfg.seed + 1)],
+                     on_progress=progress.begin("rm judge"), run_name="rm-judge")
+    progress.end("rm judge", judge.status)
+    commands.append(judge.command)
+    judge_dir = Path(judge.run_dir) / "final" if judge.status == "ok" else None
+
+    # 3. RL, full and LoRA, both against the same reward model (the LoRA one if it trained).
+    reward = next((r for r in reversed(rm_results) if r.status == "ok"), None)
+    rl_results: list[ModeResult] = []
+    evals: dict[str, dict[str, Any]] = {}
+    if reward is None:
+        rl_results = [ModeResult(m.name, "rl", rank=m.rank, status="failed",
+                                 error="no reward model trained (see the rm section)") for m in modes]
+    else:
+        reward_dir = str(Path(reward.run_dir) / "final")
+        rl_args = ["--policy", str(sft_model), "--reward-model", reward_dir, "--task", cfg.task, *data,
+                   "--max-steps", str(b.rl_steps), "--prompts-per-step", str(b.rl_prompts_per_step),
+                   "--samples-per-prompt", str(b.rl_samples_per_prompt), "--max-new-tokens", str(b.max_new_tokens),
+                   "--max-prompt-tokens", str(b.max_prompt_tokens), "--seed", str(cfg.seed)]
+        for mode in modes:
+            name = f"rl {'full' if mode.rank is None else 'lora'}"
+            res = run_mode("rl", mode, out, rl_args, on_progress=progress.begin(name))
+            progress.end(name, res.status)
+            rl_results.append(res)
+            commands.append(res.command)
+        # 4. Each RL policy against the SFT policy on held-out prompts, under the judge.
+        for mode, res in zip(modes, rl_results, strict=True):
+            name = f"eval {'full' if mode.rank is None else 'lora'}"
+            progress.begin(name)
+            if res.status != "ok":
+                progress.end(name, "skipped")
+                continue
+            eval_out = runs / f"eval-{mode.slug}.json"
+            cmd = _perlhf("eval", "--sft", str(sft_model), "--rl", res.run_dir, "--reward-model", reward_dir,
+                          *(["--judge-rm", str(judge_dir)] if judge_dir else []), "--task", cfg.task, *data,
+                          "--split", "test", "--num-prompts", str(b.eval_prompts),
+                          "--max-new-tokens", str(b.max_new_tokens), "--max-prompt-tokens", str(b.max_prompt_tokens),
+                          "--seed", str(cfg.seed), "--output", str(eval_out))
+            commands.append(_shown(cmd))
+            rc = run_process(cmd, runs / f"eval-{mode.slug}.log")
+            progress.end(name, "ok" if rc == 0 else "failed")
+            if rc == 0 and eval_out.exists():
+                evals[mode.name] = json.loads(eval_out.read_text())
+                res.quality.update(_eval_quality(evals[mode.name]))
+            else:
+                res.error = f"eval failed: {last_error(runs / f'eval-{mode.slug}.log')}"
+
+    meta = {"task": cfg.task, "model": cfg.model, "size": "quick (tiny budgets)" if cfg.quick else "demo budgets",
+            "command": "perlhf " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["demo"] else "perlhf demo",
+            "versions": versions(), "machine": machine()}
+    write_report(out / "rm", "rm", rm_results, meta)
+    write_report(out / "rl", "rl", rl_results, meta)
+    summary = {"budget": asdict(b), "minutes": (time.perf_counter() - t0) / 60, "sft_model": str(sft_model),
+               "reward_model": reward.run_dir if reward else None, "judge": str(judge_dir) if judge_dir else None,
+               "rm": [asdict(r) for r in rm_results], "rl": [asdict(r) for r in rl_results], "eval": evals,
+               "commands": commands, **meta}
+    table = main_table(rm_results, rl_results)
+    atomic_write_text(out / "report.md", render_demo_report(table, summary))
+    atomic_write_json(out / "report.json", {**summary, "main_table": table})
+    return {"table": table, "report": out / "report.md", "minutes": summary["minutes"]}
+
+
+def _eval_quality(ev: dict[str, Any]) -> dict[str, float]:
+    q: dict[str, float] = {}
+    if "judge_rm" in ev:
+        q.update({"judge_win": ev["judge_rm"]["win"], "judge_tie": ev["judge_rm"]["tie"],
+                  "judge_loss": ev["judge_rm"]["loss"]})
+    if "training_reward" in ev:
+        q["heldout_reward_gain"] = ev["training_reward"]["gain"]
+    if isinstance(ev.get("kl_rl_to_sft"), int | float):
+        q["heldout_kl"] = ev["kl_rl_to_sft"]
+    api = (ev.get("api_calls") or {}).get("rl") or {}
+    if isinstance(api.get("known_api_rate"), int | float):
+        q["api_calls_parse_and_known"] = api["known_api_rate"]
+    return q
+
+
+def main_table(rm: list[ModeResult], rl: list[ModeResult]) -> list[dict[str, Any]]:
+    """One row per mode: RM quality and cost, RL reward gain, KL, judge verdicts and cost, LoRA vs full."""
+    from perlhf.report import relative_to_full
+
+    rm_rel, rl_rel = relative_to_full(rm), relative_to_full(rl)
+    rows = []
+    for r_rm, r_rl in zip(rm, rl, strict=True):
+        rows.append({
+            "mode": r_rm.mode,
+            "rm_status": r_rm.status, "rm_test_accuracy": r_rm.quality.get("test_accuracy"),
+            "rm_test_auc": r_rm.quality.get("test_auc"),
+            "rm_memory_pct_of_full": rm_rel[r_rm.mode]["memory_pct_of_full"],
+            "rm_speedup": rm_rel[r_rm.mode]["speedup_over_full"],
+            "rl_status": r_rl.status, "rl_reward_gain": r_rl.quality.get("reward_gain"),
+            "rl_kl": r_rl.quality.get("kl_last"),
+            "judge_win": r_rl.quality.get("judge_win"), "judge_tie": r_rl.quality.get("judge_tie"),
+            "judge_loss": r_rl.quality.get("judge_loss"),
+            "rl_memory_pct_of_full": rl_rel[r_rl.mode]["memory_pct_of_full"],
+            "rl_speedup": rl_rel[r_rl.mode]["speedup_over_full"],
+        })
+    return rows
+
+
+def _f(v: Any, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def format_main_table(rows: list[dict[str, Any]]) -> str:
+    headers = ["mode", "RM test acc", "RM AUC", "RM mem % full", "RM speed-up", "RL reward gain", "RL KL",
+               "judge win/tie/loss vs SFT", "RL mem % full", "RL speed-up"]
+    body = []
+    for r in rows:
+        wtl = ("–" if r["judge_win"] is None else
+               f"{r['judge_win']:.0%} / {r['judge_tie']:.0%} / {r['judge_loss']:.0%}")
+        body.append([r["mode"] + ("" if r["rm_status"] == r["rl_status"] == "ok" else " (failed step)"),
+                     _f(r["rm_test_accuracy"], ".3f"), _f(r["rm_test_auc"], ".3f"),
+                     _f(r["rm_memory_pct_of_full"], ".0f"), _f(r["rm_speedup"], ".2f"),
+                     _f(r["rl_reward_gain"], "+.3f"), _f(r["rl_kl"], ".4f"), wtl,
+                     _f(r["rl_memory_pct_of_full"], ".0f"), _f(r["rl_speedup"], ".2f")])
+    return markdown_table(headers, body)
+
+
+def render_demo_report(rows: list[dict[str, Any]], s: dict[str, Any]) -> str:
+    lines = [
+        "# perlhf demo: LoRA against full fine-tuning, SFT -> RM -> RL", "",
+        f"Model `{s['model']}`, task `{s['task']}`, {s['size']}; {s['minutes']:.1f} minutes on {s['machine']}.", "",
+        format_main_table(rows), "",
+        "RM: reward model test accuracy / AUC (best validation checkpoint). RL reward gain: mean training "
+        "reward over the last steps minus the first steps. Judge: an independent reward model trained on the "
+        "other half of the training conversations scores each RL policy's and the SFT policy's answers to "
+        "held-out prompts. Memory: peak (CUDA allocator max, or the process's peak resident memory on CPU); "
+        "speed-up: full fine-tuning's median step time over the mode's.", "",
+        "Details: [reward models](rm/report.md), [RL](rl/report.md); every step's run folder and log are in "
+        "`runs/`.", "",
+        "## Commands", "", "```", *s["commands"], "```", "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()), "",
+    ]
+    return "\n".join(lines)

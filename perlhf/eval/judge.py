@@ -1,0 +1,294 @@
+"""``perlhf eval``: the RL policy against the SFT policy, judged by something other than the training reward.
+
+Both policies answer the same held-out prompts (the task's test split) with the same
+sampling settings and seed. Then:
+
+* **reward-model judge** (offline): an independent reward model — ideally trained on a
+  split disjoint from the training reward model's — scores both answers; the RL answer
+  *wins* when its score beats the SFT answer's by more than ``--tie-margin``, *loses* when
+  it trails by more, else it is a *tie*;
+* **LM judge** (optional, ``--judge-lm``): a causal LM is asked which answer is better,
+  in **both orders** (PAPER.md): a win only when the RL answer is preferred in both
+  orders, a loss only when the SFT answer is, a split decision is a tie. The preference
+  in one order is read from the judge's next-token log-probs of ``A`` versus ``B``;
+* beside them: the **training** reward of both policies' answers, the KL of the RL policy
+  to the SFT policy on the RL policy's own answers, response lengths and empty answers;
+* for Taskmaster: the share of answers that are API calls, and of those the share that
+  parse (:func:`perlhf.data.taskmaster.parse_api_call`) and name an API seen in the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perlhf.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+# -- pure scoring ---------------------------------------------------------------------------------------
+def win_tie_loss(scores_a: Sequence[float], scores_b: Sequence[float], tie_margin: float = 0.0) -> dict[str, float]:
+    """Rates of ``a`` beating / tying / losing to ``b`` (a tie when ``|a - b| <= tie_margin``)."""
+    if len(scores_a) != len(scores_b):
+        raise ValueError(f"{len(scores_a)} scores against {len(scores_b)}")
+    n = len(scores_a)
+    if n == 0:
+        return {"win": 0.0, "tie": 0.0, "loss": 0.0, "n": 0}
+    win = sum(1 for a, b in zip(scores_a, scores_b, strict=True) if a - b > tie_margin)
+    loss = sum(1 for a, b in zip(scores_a, scores_b, strict=True) if b - a > tie_margin)
+    return {"win": win / n, "tie": (n - win - loss) / n, "loss": loss / n, "n": n}
+
+
+def both_orders_verdict(a_first_prefers_a: bool, b_first_prefers_a: bool) -> str:
+    """``win`` if ``a`` is preferred in both orders, ``loss`` if ``b`` is in both, else ``tie``."""
+    if a_first_prefers_a and b_first_prefers_a:
+        return "win"
+    if not a_first_prefers_a and not b_first_prefers_a:
+        return "loss"
+    return "tie"
+
+
+def verdict_rates(verdicts: Sequence[str]) -> dict[str, float]:
+    n = len(verdicts)
+    return {k: (sum(v == k for v in verdicts) / n if n else 0.0) for k in ("win", "tie", "loss")} | {"n": n}
+
+
+def api_call_stats(responses: Iterable[str], known_apis: set[str]) -> dict[str, float | int]:
+    """How many answers are API calls, parse, and name a known API."""
+    from perlhf.data.taskmaster import API_CALL, parse_api_call
+
+    responses = list(responses)
+    calls = [r for r in responses if r.strip().startswith(API_CALL)]
+    parsed = [parse_api_call(r) for r in calls]
+    ok = [p for p in parsed if p is not None]
+    known = [p for p in ok if p[0] in known_apis]
+    return {
+        "responses": len(responses),
+        "api_calls": len(calls),
+        "api_call_share": len(calls) / len(responses) if responses else 0.0,
+        "parse_rate": len(ok) / len(calls) if calls else None,
+        "known_api_rate": len(known) / len(calls) if calls else None,
+    }
+
+
+def known_api_names(records: Iterable[Any]) -> set[str]:
+    """Every API name called by an assistant turn in the records (dialogues, ratings or prompts)."""
+    from perlhf.data.taskmaster import parse_api_call
+
+    names: set[str] = set()
+
+    def scan(text: str) -> None:
+        p = parse_api_call(text)
+        if p is not None:
+            names.add(p[0])
+
+    for rec in records:
+        msgs = getattr(rec, "messages", None) or getattr(rec, "prompt", ()) or ()
+        for m in msgs:
+            if m.get("role") == "assistant":
+                scan(m.get("content", ""))
+        for attr in ("response", "chosen", "rejected"):
+            if isinstance(getattr(rec, attr, None), str):
+                scan(getattr(rec, attr))
+    return names
+
+
+# -- generating answers --------------------------------------------------------------------------------------
+@torch.no_grad()
+def generate_answers(model: torch.nn.Module, tokenizer, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
+                     temperature: float, batch_size: int, seed: int, eos_token_ids: Sequence[int] | None = None):
+    """Sampled answers (text) and the rollouts they came from, batch by batch, seeded."""
+    from perlhf.train.generation import sample
+
+    texts: list[str] = []
+    rollouts = []
+    for i in range(0, len(prompt_ids), batch_size):
+        torch.manual_seed(seed + i)
+        roll = sample(model, tokenizer, prompt_ids[i : i + batch_size], max_new_tokens=max_new_tokens,
+                      temperature=temperature, eos_token_ids=eos_token_ids)
+        texts.extend(roll.response_texts)
+        rollouts.append(roll)
+    return texts, rollouts
+
+
+@torch.no_grad()
+def kl_to_reference(policy: torch.nn.Module, reference: torch.nn.Module, rollouts: Sequence[Any],
+                    temperature: float) -> float:
+    """Mean over answers of ``sum_t log pi(a_t) - log pi_ref(a_t)`` on the policy's own samples (k1)."""
+    from perlhf.train.generation import sequence_logprobs
+    from perlhf.train.rl_losses import sequence_kl
+
+    kls = []
+    for roll in rollouts:
+        a = sequence_logprobs(policy, roll.input_ids, roll.attention_mask, roll.response_mask, temperature)
+        b = sequence_logprobs(reference, roll.input_ids, roll.attention_mask, roll.response_mask, temperature)
+        kls.append(sequence_kl(a, b, roll.response_mask))
+    return float(torch.cat(kls).mean()) if kls else 0.0
+
+
+# -- the LM judge ------------------------------------------------------------------------------------------
+JUDGE_TEMPLATE = (
+    "You are comparing two replies of an assistant in the conversation below.\n\n"
+    "Conversation:\n{context}\n\nReply A:\n{a}\n\nReply B:\n{b}\n\n"
+    "Which reply is more helpful, correct and appropriate as the assistant's next turn? "
+    "Answer with a single letter: A or B."
+)
+
+
+def _context_text(messages: Sequence[dict[str, str]], max_chars: int = 2000) -> str:
+    text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+    return text[-max_chars:]
+
+
+@dataclass
+class LMJudge:
+    """A causal LM asked "A or B?"; its preference is ``log p(A) > log p(B)`` for the next token."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+
+    def _letter_ids(self) -> tuple[int, int]:
+        ids = []
+        for letter in ("A", "B"):
+            toks = self.tokenizer(letter, add_special_tokens=False)["input_ids"]
+            if len(toks) != 1:
+                raise UserError(f"--judge-lm: its tokenizer splits {letter!r} into {len(toks)} tokens")
+            ids.append(toks[0])
+        return ids[0], ids[1]
+
+    @torch.no_grad()
+    def prefers_first(self, messages: Sequence[dict[str, str]], first: str, second: str) -> bool:
+        from perlhf.data.render import format_prompt, tokenize_text
+
+        question = JUDGE_TEMPLATE.format(context=_context_text(messages), a=first or "(empty)",
+                                         b=second or "(empty)")
+        ids = tokenize_text(self.tokenizer, format_prompt(self.tokenizer, [{"role": "user", "content": question}]))
+        device = next(self.model.parameters()).device
+        logits = self.model(input_ids=torch.tensor([ids], device=device)).logits[0, -1].float()
+        a, b = self._letter_ids()
+        return bool(logits[a] > logits[b])
+
+    def verdicts(self, contexts: Sequence[Sequence[dict[str, str]]], answers_a: Sequence[str],
+                 answers_b: Sequence[str]) -> list[str]:
+        out = []
+        for ctx, a, b in zip(contexts, answers_a, answers_b, strict=True):
+            out.append(both_orders_verdict(self.prefers_first(ctx, a, b), not self.prefers_first(ctx, b, a)))
+        return out
+
+
+# -- loading the two policies -----------------------------------------------------------------------------
+def load_rl_policy(rl_dir: str | Path, sft_dir: str, dtype: torch.dtype) -> torch.nn.Module:
+    """The RL policy from a ``perlhf rl`` output: its final/ folder (or the run folder)."""
+    import json
+
+    from perlhf.models import load_causal_lm
+    from perlhf.models.backbone import POLICY, RL_INFO
+
+    path = Path(rl_dir)
+    if (path / "final" / RL_INFO).is_file():
+        path = path / "final"
+    if not (path / RL_INFO).is_file():
+        raise UserError(f"--rl {rl_dir}: not a `perlhf rl` output (no {RL_INFO} in it or in its final/)")
+    info = json.loads((path / RL_INFO).read_text())
+    if info.get("mode") == "full":
+        return load_causal_lm(str(path / POLICY), dtype=dtype)
+    from peft import PeftModel
+
+    from perlhf.models.fingerprint import base_fingerprint
+
+    base = load_causal_lm(sft_dir, dtype=dtype)
+    fp = base_fingerprint(base)
+    if info.get("anchor_fingerprint") and info["anchor_fingerprint"] != fp:
+        raise UserError(f"--sft {sft_dir}: not the model this RL policy was trained from (base fingerprints "
+                        f"differ); pass the --policy folder given to `perlhf rl`")
+    return PeftModel.from_pretrained(base, str(path / POLICY)).merge_and_unload().eval()
+
+
+_SANITIZE = re.compile(r"\s+")
+
+
+def run_eval(cfg: Any) -> dict[str, Any]:
+    """``perlhf eval``: see the module docstring. Writes ``cfg.output`` (JSON) and returns the report."""
+    from perlhf.data import load_task, prompts_of
+    from perlhf.io import atomic_write_json, dumps_json
+    from perlhf.models import load_causal_lm, load_tokenizer, torch_dtype
+    from perlhf.models.heads import load_reward_model, load_tokenizer_for
+    from perlhf.train.reward import score_texts
+    from perlhf.train.rl import encode_rl_prompts, policy_eos_ids
+
+    dtype = torch_dtype(cfg.dtype)
+    tokenizer = load_tokenizer(cfg.sft, padding_side="left")
+    task = load_task(cfg.task, data_dir=cfg.data_dir)
+    raw = prompts_of(task, cfg.split)
+    if not raw:
+        raise UserError(f"--task {cfg.task}: no prompts in split {cfg.split!r}")
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.num_prompts < len(raw):
+        raw = [raw[i] for i in sorted(torch.randperm(len(raw), generator=g)[: cfg.num_prompts].tolist())]
+    prompts = encode_rl_prompts(tokenizer, raw, cfg.max_prompt_tokens)
+    ids = [p.ids for p in prompts]
+    eos = policy_eos_ids(tokenizer)
+    gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size,
+               seed=cfg.seed, eos_token_ids=eos)
+    sft = load_causal_lm(cfg.sft, dtype=dtype)
+    rl = load_rl_policy(cfg.rl, cfg.sft, dtype)
+    log.info("generating %d answers with each policy", len(ids))
+    sft_answers, _ = generate_answers(sft, tokenizer, ids, **gen)
+    rl_answers, rl_rollouts = generate_answers(rl, tokenizer, ids, **gen)
+    report: dict[str, Any] = {
+        "task": cfg.task, "split": cfg.split, "prompts": len(ids), "sft": cfg.sft, "rl": cfg.rl,
+        "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens,
+        "kl_rl_to_sft": kl_to_reference(rl, sft, rl_rollouts, cfg.temperature),
+        "response_chars": {"sft": _mean_len(sft_answers), "rl": _mean_len(rl_answers)},
+        "empty_answers": {"sft": sum(not a.strip() for a in sft_answers), "rl": sum(not a.strip() for a in rl_answers)},
+    }
+    contexts = [list(p.messages) for p in prompts]
+
+    def rm_scores(folder: str) -> tuple[list[float], list[float]]:
+        model, info = load_reward_model(folder, dtype=dtype)
+        tok = load_tokenizer_for(folder, info)
+        kw = dict(max_prompt_tokens=info.max_prompt_tokens, max_response_tokens=info.max_response_tokens,
+                  batch_size=cfg.batch_size)
+        a = score_texts(model, tok, list(zip(contexts, rl_answers, strict=True)), **kw)
+        b = score_texts(model, tok, list(zip(contexts, sft_answers, strict=True)), **kw)
+        return a, b
+
+    if cfg.judge_rm:
+        a, b = rm_scores(cfg.judge_rm)
+        report["judge_rm"] = {"folder": cfg.judge_rm, "mean_rl": _mean(a), "mean_sft": _mean(b),
+                              "tie_margin": cfg.tie_margin, **win_tie_loss(a, b, cfg.tie_margin)}
+    if cfg.reward_model:
+        a, b = rm_scores(cfg.reward_model)
+        report["training_reward"] = {"folder": cfg.reward_model, "mean_rl": _mean(a), "mean_sft": _mean(b),
+                                     "gain": _mean(a) - _mean(b), **win_tie_loss(a, b, cfg.tie_margin)}
+    if cfg.judge_lm:
+        judge_tok = load_tokenizer(cfg.judge_lm)
+        judge = LMJudge(load_causal_lm(cfg.judge_lm, dtype=dtype), judge_tok)
+        report["judge_lm"] = {"model": cfg.judge_lm, "rule": "win only if preferred in both orders",
+                              **verdict_rates(judge.verdicts(contexts, rl_answers, sft_answers))}
+    if cfg.task.startswith("taskmaster"):
+        known = known_api_names(task.split("train"))
+        report["api_calls"] = {"known_apis": len(known), "rl": api_call_stats(rl_answers, known),
+                               "sft": api_call_stats(sft_answers, known)}
+    if cfg.samples_out:
+        with open(cfg.samples_out, "w", encoding="utf-8") as fh:
+            for p, a, b in zip(prompts, rl_answers, sft_answers, strict=True):
+                fh.write(dumps_json({"id": p.id, "context": _SANITIZE.sub(" ", _context_text(p.messages, 800)),
+                                     "rl": a, "sft": b}, indent=None) + "\n")
+    atomic_write_json(cfg.output, report)
+    return report
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _mean_len(xs: Sequence[str]) -> float:
+    return sum(len(x) for x in xs) / len(xs) if xs else 0.0

@@ -1,0 +1,84 @@
+"""perlhf compare: mode parsing, a failing mode reported as failed, and a real tiny comparison."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from perlhf.compare import Mode, parse_modes, prepare_report_dir, run_mode
+from perlhf.errors import UserError
+
+
+def test_parse_modes():
+    assert parse_modes("full,lora:r1,lora:r16") == [Mode("full", None), Mode("lora:r1", 1), Mode("lora:r16", 16)]
+    assert Mode("lora:r4", 4).stage_args() == ["--mode", "lora", "--lora-rank", "4"]
+    assert Mode("full", None).stage_args() == ["--mode", "full"]
+
+
+@pytest.mark.parametrize("text,why", [
+    ("full,lora:rx", "cannot parse 'lora:rx'"),
+    ("lora", "needs a rank"),
+    ("full,,lora:r8", "empty entry"),
+    ("lora:r0", "must be > 0"),
+    ("full,full", "listed twice"),
+    ("qlora:r8", "cannot parse 'qlora:r8'"),
+])
+def test_parse_modes_errors(text, why):
+    with pytest.raises(UserError, match=why):
+        parse_modes(text)
+
+
+def test_report_dir_refused_unless_overwrite(tmp_path):
+    d = tmp_path / "rep"
+    d.mkdir()
+    (d / "report.md").write_text("old")
+    with pytest.raises(UserError, match="--overwrite"):
+        prepare_report_dir(d, overwrite=False)
+    prepare_report_dir(d, overwrite=True)
+    assert list(d.iterdir()) == []
+
+
+def test_failing_mode_is_reported_not_raised(tmp_path):
+    # an unknown task makes the stage exit 2 quickly; compare records it as failed with the error
+    res = run_mode("rm", Mode("lora:r2", 2), tmp_path, ["--task", "no-such-task"], python=sys.executable)
+    assert res.status == "failed"
+    assert "no-such-task" in res.error
+    assert (tmp_path / "runs" / "rm-lora-r2.log").exists()
+
+
+def test_cli_rejects_bad_modes(capsys):
+    from perlhf.cli import main
+
+    rc = main(["compare", "--modes", "full,lora:8", "--report-dir", "unused"])
+    assert rc == 2
+    assert "cannot parse 'lora:8'" in capsys.readouterr().err
+
+
+def test_cli_forwards_unknown_options_only_to_compare(capsys):
+    from perlhf.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["data", "list", "--max-steps", "3"])
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_report_json_holds_numbers_for_tiny_run(tmp_path, tiny_env):
+    """End to end on a tiny model: two modes, each a fresh process, report files with numbers."""
+    from perlhf.cli import main
+
+    rep = tmp_path / "rep"
+    rc = main(["compare", "--stage", "rm", "--task", "jsonl", "--modes", "full,lora:r2", "--report-dir", str(rep),
+               "--path", str(tiny_env / "pairs.jsonl"), "--model", str(tiny_env / "tiny"), "--max-steps", "3",
+               "--batch-size", "4", "--eval-every", "3", "--report-to", "none"])
+    assert rc == 0
+    data = json.loads((rep / "rm" / "report.json").read_text())
+    modes = {m["mode"]: m for m in data["modes"]}
+    assert set(modes) == {"full", "lora:r2"}
+    assert all(m["status"] == "ok" for m in modes.values())
+    assert modes["lora:r2"]["trainable_params"] < modes["full"]["trainable_params"]
+    assert data["relative_to_full"]["lora:r2"]["memory_pct_of_full"] > 0
+    assert isinstance(modes["full"]["quality"]["test_accuracy"], float)
+    for png in ("peak_memory.png", "step_time.png", "learning_curves.png"):
+        assert (rep / "rm" / png).read_bytes()[:4] == b"\x89PNG"

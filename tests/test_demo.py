@@ -1,0 +1,57 @@
+"""`perlhf demo --quick` end to end on the real offline model and Taskmaster Coffee (as CI runs it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from perlhf.demo import FULL, QUICK, Progress, _plan, format_main_table, main_table
+from perlhf.report import ModeResult
+
+
+def test_main_table_ratios():
+    rm = [ModeResult("full", "rm", quality={"test_accuracy": 0.8}, peak_memory_bytes=2e9, step_time_s=4.0),
+          ModeResult("lora:r8", "rm", rank=8, quality={"test_accuracy": 0.82}, peak_memory_bytes=1e9,
+                     step_time_s=2.0)]
+    rl = [ModeResult("full", "rl", quality={"reward_gain": 0.1, "kl_last": 0.01, "judge_win": 0.5, "judge_tie": 0.2,
+                                            "judge_loss": 0.3}, peak_memory_bytes=4e9, step_time_s=10.0),
+          ModeResult("lora:r8", "rl", rank=8, status="failed", error="boom")]
+    rows = main_table(rm, rl)
+    assert rows[1]["rm_memory_pct_of_full"] == pytest.approx(50.0)
+    assert rows[1]["rm_speedup"] == pytest.approx(2.0)
+    assert rows[1]["rl_memory_pct_of_full"] is None
+    text = format_main_table(rows)
+    assert "50% / 20% / 30%" in text and "lora:r8 (failed step)" in text
+
+
+def test_budgets_and_eta():
+    assert QUICK.rm_steps < FULL.rm_steps and QUICK.rl_steps < FULL.rl_steps
+    p = Progress(_plan(QUICK))
+    assert "after the first step" in p.eta_text()
+    p.done = p.total / 2
+    assert "ETA" in p.eta_text()
+
+
+@pytest.mark.slow
+def test_demo_quick_writes_report_with_numbers(tmp_path, shared_data_dir, smol_tokenizer):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "perlhf", "demo", "--quick", "--data-dir", str(shared_data_dir),
+                           "--report-dir", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "report:" in proc.stdout and "| lora:r8 |" in proc.stdout
+    for name in ("report.md", "report.json", "rm/report.md", "rm/report.json", "rl/report.md", "rl/report.json",
+                 "rm/peak_memory.png", "rl/step_time.png"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["mode"]: r for r in report["main_table"]}
+    assert set(rows) == {"full", "lora:r8"}
+    for row in rows.values():
+        assert row["rm_status"] == "ok" and row["rl_status"] == "ok"
+        for key in ("rm_test_accuracy", "rl_reward_gain", "rl_kl", "judge_win"):
+            assert isinstance(row[key], float) and math.isfinite(row[key]), key
+    lora = rows["lora:r8"]
+    assert lora["rm_memory_pct_of_full"] > 0 and lora["rl_speedup"] > 0

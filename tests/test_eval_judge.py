@@ -1,0 +1,73 @@
+"""perlhf eval: win/tie/loss, the both-orders rule, API-call statistics, config errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from perlhf.data.records import Dialogue, RatedResponse
+from perlhf.errors import UserError
+from perlhf.eval.cli import EvalConfig
+from perlhf.eval.judge import (
+    LMJudge,
+    api_call_stats,
+    both_orders_verdict,
+    known_api_names,
+    verdict_rates,
+    win_tie_loss,
+)
+
+
+def test_win_tie_loss_with_margin():
+    a = [1.0, 0.5, 0.0, -1.0]
+    b = [0.0, 0.45, 0.0, 0.0]
+    assert win_tie_loss(a, b) == {"win": 0.5, "tie": 0.25, "loss": 0.25, "n": 4}
+    assert win_tie_loss(a, b, tie_margin=0.1) == {"win": 0.25, "tie": 0.5, "loss": 0.25, "n": 4}
+    assert win_tie_loss([], [])["n"] == 0
+    with pytest.raises(ValueError):
+        win_tie_loss([1.0], [])
+
+
+def test_both_orders_rule():
+    assert both_orders_verdict(True, True) == "win"
+    assert both_orders_verdict(False, False) == "loss"
+    assert both_orders_verdict(True, False) == "tie"  # split decision
+    assert both_orders_verdict(False, True) == "tie"
+    assert verdict_rates(["win", "tie", "tie", "loss"]) == {"win": 0.25, "tie": 0.5, "loss": 0.25, "n": 4}
+
+
+def test_lm_judge_asks_both_orders(monkeypatch):
+    """A judge that always prefers the first reply it is shown (position bias) gives only ties."""
+    judge = LMJudge(model=None, tokenizer=None)  # type: ignore[arg-type]
+    monkeypatch.setattr(LMJudge, "prefers_first", lambda self, ctx, first, second: True)
+    assert judge.verdicts([[]] * 3, ["a"] * 3, ["b"] * 3) == ["tie"] * 3
+    # a judge that prefers the longer reply, whatever the order
+    monkeypatch.setattr(LMJudge, "prefers_first", lambda self, ctx, first, second: len(first) > len(second))
+    assert judge.verdicts([[]] * 2, ["long answer", "x"], ["short", "longer"]) == ["win", "loss"]
+
+
+def test_api_call_stats_and_known_names():
+    dialogue = Dialogue("d", "g", (
+        {"role": "user", "content": "a latte please"},
+        {"role": "assistant", "content": 'API_CALL get_menu_items {"query":"latte"}'},
+        {"role": "user", "content": 'API_RESPONSE get_menu_items {"items":[]}'},
+        {"role": "assistant", "content": "Sorry, no latte."},
+    ))
+    rated = RatedResponse("r", "g", ({"role": "user", "content": "hi"},),
+                          'API_CALL place_order {"item":"tea"}', 1)
+    known = known_api_names([dialogue, rated])
+    assert known == {"get_menu_items", "place_order"}
+    answers = ['API_CALL get_menu_items {"query":"mocha"}', "API_CALL get_menu_items {broken",
+               'API_CALL order_pizza {"x":1}', "Sure, anything else?"]
+    s = api_call_stats(answers, known)
+    assert s["api_calls"] == 3 and s["api_call_share"] == 0.75
+    assert s["parse_rate"] == pytest.approx(2 / 3)
+    assert s["known_api_rate"] == pytest.approx(1 / 3)
+    assert api_call_stats(["hello"], known)["parse_rate"] is None
+
+
+def test_eval_config_needs_policies_and_a_judge():
+    with pytest.raises(UserError, match="--sft and --rl"):
+        EvalConfig(rl="x").validate()
+    with pytest.raises(UserError, match="give a judge"):
+        EvalConfig(sft="a", rl="b").validate()
+    EvalConfig(sft="a", rl="b", judge_rm="j").validate()
