@@ -1,7 +1,8 @@
 """Reward-model benchmark: perlhf rm against TRL's RewardTrainer, LoRA and full, one run.
 
-    /work/bench-venv/bin/python benchmarks/bench_rm.py run    [--steps 12] [--warmup 2] [--reps 2] [--out runs/bench/rm]
+    /work/bench-venv/bin/python benchmarks/bench_rm.py run    [--steps 3] [--warmup 1] [--reps 2] [--threads 1] [--out runs/bench/rm-1t]
     /work/bench-venv/bin/python benchmarks/bench_rm.py report [--out runs/bench/rm]
+    python benchmarks/bench_rm.py padding                     # whole-epoch padding: perlhf bucketing vs random batches
 
 Four variants, each in a fresh process (so its peak memory is its own), in alternating
 order (rep 0: A B C D, rep 1: D C B A, ...) so that both libraries see the same machine load:
@@ -49,6 +50,7 @@ VARIANTS = ["perlhf-lora", "trl-lora", "perlhf-full", "trl-full"]
 LR = {"lora": 5e-4, "full": 5e-5}
 MAX_PROMPT, MAX_RESPONSE, MAX_LEN = 192, 64, 256
 BATCH = 8
+MAX_EVAL = 32  # seeded subsets of validation and test (perlhf --max-eval-examples; the same pairs for TRL)
 MODEL = "smollm2-135m"
 
 
@@ -78,7 +80,7 @@ def encoded_splits(data_dir: str):
     from perlhf.train.reward import RewardConfig, encode_split, load_splits
 
     cfg = RewardConfig(task="hh-harmless", data_dir=data_dir, max_prompt_tokens=MAX_PROMPT,
-                       max_response_tokens=MAX_RESPONSE)
+                       max_response_tokens=MAX_RESPONSE, max_eval_examples=MAX_EVAL, seed=0)
     kind, records = load_splits(cfg)
     tok = load_tokenizer(MODEL)
     return tok, {name: encode_split(name, kind, recs, tok, cfg) for name, recs in records.items()}
@@ -87,9 +89,9 @@ def encoded_splits(data_dir: str):
 def model_counts() -> dict:
     """Parameters of the backbone: total, embedding, matmul (non-embedding), from the config."""
     import torch
+    from bench_limit import matmul_params
     from transformers import AutoConfig, AutoModel
 
-    from bench_limit import matmul_params
     from perlhf.models import resolve_model
 
     cfg = AutoConfig.from_pretrained(resolve_model(MODEL).path)
@@ -116,35 +118,36 @@ def lora_param_count() -> int:
 def quick_peak(seconds: float = 2.0) -> float:
     """fp32 matmul FLOP/s right now (2048^3), to set this run's achieved FLOP/s against the
     machine as it is at that moment (the 2 cores are shared)."""
-    from bench_limit import time_matmul
     import torch
+    from bench_limit import time_matmul
 
     return max(time_matmul(2048, 2048, 2048, torch.float32, repeats=max(1, int(seconds / 0.25)), min_s=0.25))
 
 
 # ----------------------------------------------------------------------------------- one run
-def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, out: Path) -> dict:
+def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, out: Path, seed: int) -> dict:
     from perlhf.train.reward import RewardConfig, train_reward_model
 
     cfg = RewardConfig(task="hh-harmless", data_dir=data_dir, model=MODEL, mode=mode, lora_rank=8,
                        learning_rate=LR[mode], batch_size=BATCH, max_steps=steps, eval_every=steps,
                        max_prompt_tokens=MAX_PROMPT, max_response_tokens=MAX_RESPONSE, eval_batch_size=16,
                        eval_untrained=False, report_to="none", progress=False, output_dir=str(out),
-                       overwrite=True, seed=0)
+                       overwrite=True, seed=seed, max_eval_examples=MAX_EVAL)
     with HWM() as mem:
         summary = train_reward_model(cfg)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r.get("split") == "train"]
     times = [r["step_s"] for r in train]
     timed = train[warmup:]
-    return {"step_times": times, "real_tokens": sum(r["real_tokens"] for r in timed),
+    return {"step_times": times, "max_width": max(r["padded_tokens"] // (2 * BATCH) for r in train),
+            "real_tokens": sum(r["real_tokens"] for r in timed),
             "padded_tokens": sum(r["padded_tokens"] for r in timed), "timed_seconds": sum(r["step_s"] for r in timed),
             "timed_steps": len(timed), "test_accuracy": summary["test"]["accuracy"], "test_n": summary["test"]["n"],
             "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "perlhf_cost": summary["cost"],
             "trainable_params": summary["params"]["trainable"]}
 
 
-def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, splits) -> dict:
+def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, splits, seed: int) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, TrainerCallback
@@ -160,7 +163,7 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, s
                            gradient_accumulation_steps=1, learning_rate=LR[mode], lr_scheduler_type="constant",
                            warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, logging_steps=steps,
                            save_strategy="no", eval_strategy="no", report_to="none", bf16=False,
-                           gradient_checkpointing=False, max_length=MAX_LEN, seed=0, data_seed=0, use_cpu=True,
+                           gradient_checkpointing=False, max_length=MAX_LEN, seed=seed, data_seed=seed, use_cpu=True,
                            dataloader_num_workers=0, disable_tqdm=True)
 
     class Clock(TrainerCallback):
@@ -210,7 +213,8 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, s
     acc = sum(scores[i] > scores[n + i] for i in range(n)) / n
     timed = counts[warmup:steps]
     times = clock.times
-    return {"step_times": times, "real_tokens": sum(c[0] for c in timed), "padded_tokens": sum(c[1] for c in timed),
+    return {"step_times": times, "max_width": max(c[1] // (2 * BATCH) for c in counts[:steps]),
+            "real_tokens": sum(c[0] for c in timed), "padded_tokens": sum(c[1] for c in timed),
             "timed_seconds": sum(times[warmup:]), "timed_steps": len(times[warmup:]), "test_accuracy": acc,
             "test_n": n, "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "trainable_params": trainable}
 
@@ -226,9 +230,9 @@ def one(variant: str, rep: int, steps: int, warmup: int, data_dir: str, out: Pat
     peak_now = quick_peak()
     run_dir = out / f"{variant}-rep{rep}"
     if lib == "perlhf":
-        res = run_perlhf(mode, steps, warmup, data_dir, run_dir)
+        res = run_perlhf(mode, steps, warmup, data_dir, run_dir, seed=rep)
     else:
-        res = run_trl(mode, steps, warmup, data_dir, run_dir, tok, splits)
+        res = run_trl(mode, steps, warmup, data_dir, run_dir, tok, splits, seed=rep)
     from bench_limit import train_flops
 
     flops = train_flops(mode, counts["matmul"], res["real_tokens"], n_lora)
@@ -265,6 +269,8 @@ def run_all(args) -> None:
                    "--warmup", str(args.warmup), "--data-dir", args.data_dir, "--out", str(out)]
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                    "TRANSFORMERS_VERBOSITY": "error"}
+            if args.threads:
+                env["OMP_NUM_THREADS"] = str(args.threads)
             subprocess.run(cmd, check=True, env=env)
     report(args)
 
@@ -284,9 +290,10 @@ def report(args) -> None:
     by = _load(out)
     peak = load_peak(args.limit)
     med = {}
-    print(f"\n| variant | reps | s/step (median) | examples/s | peak RSS MiB | RSS increase MiB | padding | "
-          f"GFLOP/s (real tokens) | % of matmul peak now | % of machine peak | test acc | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| variant | reps | s/step (median) | examples/s | peak RSS MiB | RSS increase MiB | padding | "
+          "real / padded tokens per timed step | widest batch | GFLOP/s (real tokens) | % of matmul peak now | "
+          "% of machine peak | test acc | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for v in VARIANTS:
         rs = by.get(v)
         if not rs:
@@ -294,11 +301,15 @@ def report(args) -> None:
         m = {k: statistics.median(r[k] for r in rs) for k in (
             "median_step_s", "examples_per_s", "peak_rss", "peak_rss_delta", "padding_fraction", "achieved_flops",
             "test_accuracy", "loadavg_start")}
+        m["real_step"] = statistics.median(r["real_tokens"] / r["timed_steps"] for r in rs)
+        m["padded_step"] = statistics.median(r["padded_tokens"] / r["timed_steps"] for r in rs)
+        m["max_width"] = max(r["max_width"] for r in rs)
         m["pct_now"] = statistics.median(r["achieved_flops"] / r["matmul_peak_now"] for r in rs)
         med[v] = m
         pct_machine = f"{m['achieved_flops'] / peak:.0%}" if peak else "n/a"
         print(f"| {v} | {len(rs)} | {m['median_step_s']:.2f} | {m['examples_per_s']:.2f} | {m['peak_rss'] / 2**20:.0f} | "
-              f"{m['peak_rss_delta'] / 2**20:.0f} | {m['padding_fraction']:.1%} | {m['achieved_flops'] / 1e9:.1f} | "
+              f"{m['peak_rss_delta'] / 2**20:.0f} | {m['padding_fraction']:.1%} | {m['real_step']:.0f} / {m['padded_step']:.0f} | "
+              f"{m['max_width']:.0f} | {m['achieved_flops'] / 1e9:.1f} | "
               f"{m['pct_now']:.0%} | {pct_machine} | {m['test_accuracy']:.3f} (n={rs[0]['test_n']}) | "
               f"{m['loadavg_start']:.1f} |")
     if peak:
@@ -328,20 +339,62 @@ def report(args) -> None:
               + ", ".join(f"rep{a['rep']} {a['examples_per_s'] / b['examples_per_s']:.2f}" for a, b in pairs))
 
 
+def padding(args) -> None:
+    """Padding over whole epochs of the train split, 8 pairs per batch (16 sequences padded to the
+    longest): perlhf's length-bucketed schedule against uniformly random batches (TRL's default
+    RandomSampler + DataCollatorForPreference). No model needed: this is what each library's
+    batching makes the model process, on average, over an epoch."""
+    import random
+
+    from perlhf.train.batching import bucketed_batches
+
+    _, splits = encoded_splits(args.data_dir)
+    tr = splits["train"]
+    seq_len = [(len(a), len(b)) for a, b in zip(tr.first, tr.second, strict=True)]
+    width = [max(a, b) for a, b in seq_len]
+    real_all = [a + b for a, b in seq_len]
+
+    def stats(batches):
+        real = sum(real_all[i] for b in batches for i in b)
+        padded = sum(2 * BATCH * max(width[i] for i in b) for b in batches)
+        return real, padded
+
+    print(f"train split: {len(tr)} pairs, pair width (max of chosen/rejected) mean {statistics.mean(width):.1f}, "
+          f"max {max(width)}; {len(tr) // BATCH} batches of {BATCH} pairs per epoch")
+    print("| batching | seeds | padding fraction | padded tokens / batch | real tokens / batch |")
+    print("|---|---|---|---|---|")
+    for name in ("perlhf (bucket window 32 batches)", "random (TRL default)"):
+        tot_r = tot_p = nb = 0
+        for seed in range(5):
+            if name.startswith("perlhf"):
+                batches = bucketed_batches(width, BATCH, seed, 0, 32)
+            else:
+                order = list(range(len(tr)))
+                random.Random(seed).shuffle(order)
+                batches = [order[i:i + BATCH] for i in range(0, len(order) - BATCH + 1, BATCH)]
+            r, p = stats(batches)
+            tot_r, tot_p, nb = tot_r + r, tot_p + p, nb + len(batches)
+        print(f"| {name} | 0-4 | {1 - tot_r / tot_p:.1%} | {tot_p / nb:.0f} | {tot_r / nb:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "report", "one"):
+    for name in ("run", "report", "one", "padding"):
         p = sub.add_parser(name)
         p.add_argument("--out", default="runs/bench/rm")
         p.add_argument("--limit", default="runs/bench/limit.json", help="bench_limit.py's JSON (machine peak)")
         p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
-        p.add_argument("--steps", type=int, default=12)
-        p.add_argument("--warmup", type=int, default=2)
+        p.add_argument("--steps", type=int, default=3)
+        p.add_argument("--warmup", type=int, default=1)
         if name == "run":
             p.add_argument("--reps", type=int, default=2)
             p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
             p.add_argument("--overwrite", action="store_true", help="rerun variants whose JSON exists")
+            p.add_argument("--threads", type=int, default=0,
+                           help="OMP_NUM_THREADS for every variant (0: torch's default = cores). On a shared, "
+                           "oversubscribed CPU, 1 avoids OpenMP threads spinning at barriers while their peer is "
+                           "descheduled")
         if name == "one":
             p.add_argument("--variant", required=True, choices=VARIANTS)
             p.add_argument("--rep", type=int, default=0)
@@ -350,6 +403,8 @@ def main() -> None:
         run_all(args)
     elif args.cmd == "report":
         report(args)
+    elif args.cmd == "padding":
+        padding(args)
     else:
         one(args.variant, args.rep, args.steps, args.warmup, args.data_dir, Path(args.out))
 

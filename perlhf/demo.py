@@ -56,8 +56,8 @@ class Budget:
 
 
 # Sized for a 2-core CPU with smollm2-135m: the full demo in about 30 minutes, --quick in a few.
-FULL = Budget(sft_steps=30, sft_batch=8, rm_steps=40, rm_batch=8, rm_eval_examples=128, rm_eval_every=20,
-              rl_steps=12, rl_prompts_per_step=4, rl_samples_per_prompt=2, max_prompt_tokens=192,
+FULL = Budget(sft_steps=24, sft_batch=8, rm_steps=30, rm_batch=8, rm_eval_examples=96, rm_eval_every=15,
+              rl_steps=10, rl_prompts_per_step=4, rl_samples_per_prompt=2, max_prompt_tokens=192,
               max_response_tokens=48, max_new_tokens=32, eval_prompts=32)
 QUICK = Budget(sft_steps=2, sft_batch=4, rm_steps=2, rm_batch=4, rm_eval_examples=8, rm_eval_every=2,
                rl_steps=2, rl_prompts_per_step=2, rl_samples_per_prompt=2, max_prompt_tokens=96,
@@ -147,6 +147,7 @@ def _shown(cmd: list[str]) -> str:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     b = QUICK if cfg.quick else FULL
+    logging.getLogger("perlhf.compare").setLevel(logging.WARNING)  # the progress bars say what runs
     out = Path(cfg.report_dir)
     prepare_report_dir(out, cfg.overwrite)
     runs = out / "runs"
@@ -161,7 +162,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                       "--lora-rank", str(cfg.lora_rank), "--merge", "true", "--max-steps", str(b.sft_steps),
                       "--batch-size", str(b.sft_batch), "--max-prompt-tokens", str(b.max_prompt_tokens),
                       "--max-response-tokens", str(b.max_response_tokens), "--max-eval-examples",
-                      str(b.rm_eval_examples), "--eval-every", str(b.sft_steps), "--save-every", str(b.sft_steps),
+                      str(b.rm_eval_examples), "--max-train-examples", str(b.sft_steps * b.sft_batch), "--eval-every", str(b.sft_steps), "--save-every", str(b.sft_steps),
                       "--seed", str(cfg.seed), "--output-dir", str(sft_dir), "--overwrite", "true")
     commands.append(_shown(sft_cmd))
     update = progress.begin("sft")
@@ -178,7 +179,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     modes = [Mode("full", None), lora]
     rm_args = ["--task", cfg.task, *data, "--model", str(sft_model), "--max-steps", str(b.rm_steps),
                "--batch-size", str(b.rm_batch), "--eval-every", str(b.rm_eval_every),
-               "--max-eval-examples", str(b.rm_eval_examples), "--max-prompt-tokens", str(b.max_prompt_tokens),
+               "--max-eval-examples", str(b.rm_eval_examples), "--max-train-examples",
+               str(b.rm_steps * b.rm_batch), "--max-prompt-tokens", str(b.max_prompt_tokens),
                "--max-response-tokens", str(b.max_response_tokens), "--seed", str(cfg.seed),
                "--report-to", "none"]
     rm_results: list[ModeResult] = []
@@ -206,7 +208,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         rl_args = ["--policy", str(sft_model), "--reward-model", reward_dir, "--task", cfg.task, *data,
                    "--max-steps", str(b.rl_steps), "--prompts-per-step", str(b.rl_prompts_per_step),
                    "--samples-per-prompt", str(b.rl_samples_per_prompt), "--max-new-tokens", str(b.max_new_tokens),
-                   "--max-prompt-tokens", str(b.max_prompt_tokens), "--seed", str(cfg.seed)]
+                   "--max-prompt-tokens", str(b.max_prompt_tokens), "--max-prompts",
+                   str(b.rl_steps * b.rl_prompts_per_step), "--seed", str(cfg.seed)]
         for mode in modes:
             name = f"rl {'full' if mode.rank is None else 'lora'}"
             res = run_mode("rl", mode, out, rl_args, on_progress=progress.begin(name))

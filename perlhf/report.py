@@ -215,7 +215,11 @@ def plot_results(out_dir: Path, stage: str, results: list[ModeResult]) -> list[P
         for r in ok:
             if r.curve:
                 xs, ys = zip(*r.curve, strict=True)
-                ax.plot(xs, ys, label=r.mode, color="#444444" if r.mode == "full" else None)
+                ax.plot(xs, ys, marker="o" if len(xs) <= 20 else None, markersize=3, label=r.mode,
+                        color="#444444" if r.mode == "full" else None)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(ok[0].curve_name)
         ax.set_title(f"{stage}: learning curves")

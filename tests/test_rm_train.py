@@ -244,6 +244,8 @@ def test_resume_after_kill_9_equals_uninterrupted(tiny_env, tmp_path):
             break
         time.sleep(0.005)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "summary.json").exists()
     train_reward_model(_cfg(tiny_env, tmp_path / "killed", resume=True, **kw))
     train_reward_model(_cfg(tiny_env, tmp_path / "clean", **kw))
     a, b = _final_tensors(tmp_path / "clean"), _final_tensors(tmp_path / "killed")

@@ -6,7 +6,7 @@ Reads top to bottom as the stage it is:
    (prompt truncated from the left, response capped);
 2. build the reward model: backbone body + scalar head, LoRA adapters
    (``--mode lora``) or every weight trainable (``--mode full``);
-3. score validation and test once before training (the "untrained" baseline);
+3. score the test split once before training (the "untrained" baseline);
 4. train: length-bucketed batches, chosen and rejected in one forward pass,
    gradient accumulation, data-parallel through accelerate; the loss follows
    the data kind (Bradley-Terry for pairs, BCE for ratings);
@@ -94,6 +94,8 @@ class RewardConfig:
     max_response_tokens: int = option(128, "response token budget; longer responses are cut")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory, slower)")
     max_train_examples: int | None = option(None, "train on a seeded random subset of this many examples")
+    train_shard: str = option("all", "train on shard I/K of the training conversations (e.g. 1/2), disjoint "
+                              "from the other shards by conversation: train an independent judge on 2/2")
     max_eval_examples: int | None = option(None, "evaluate on a seeded random subset of this many examples "
                                            "per split (validation, test)")
     dtype: str = option("float32", "backbone weight dtype (the head stays float32)",
@@ -105,7 +107,7 @@ class RewardConfig:
     resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
     report_to: str = option("tensorboard", "also log to TensorBoard (when installed) or Weights & Biases",
                             choices=["tensorboard", "wandb", "none"])
-    eval_untrained: bool = option(True, "score validation and test before training (the untrained baseline)")
+    eval_untrained: bool = option(True, "score the test split before training (the untrained baseline)")
     progress: bool = option(True, "show a progress bar")
 
     def validate(self) -> None:
@@ -121,6 +123,9 @@ class RewardConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        from perlhf.data.splits import parse_shard
+
+        parse_shard(self.train_shard)
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.warmup_steps < 0 or self.max_grad_norm < 0:
@@ -183,8 +188,11 @@ def load_splits(cfg: RewardConfig) -> tuple[str, dict[str, list[Any]]]:
     if task.kind not in ("pair", "rating"):
         raise UserError(f"--task {cfg.task}: holds {task.kind} records; a reward model needs preference "
                         "pairs or thumbs-up/down ratings")
+    from perlhf.data.splits import parse_shard, shard_records
+
+    train = shard_records(task.splits.get("train", []), *parse_shard(cfg.train_shard))
     splits = {
-        "train": subset(task.splits.get("train", []), cfg.max_train_examples, cfg.seed),
+        "train": subset(train, cfg.max_train_examples, cfg.seed),
         "validation": subset(task.splits.get("validation", []), cfg.max_eval_examples, cfg.seed + 1),
         "test": subset(task.splits.get("test", []), cfg.max_eval_examples, cfg.seed + 2),
     }
@@ -527,8 +535,8 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
 
     # 3. The untrained model, for reference.
     if state["untrained"] is None and cfg.eval_untrained:
-        state["untrained"] = {s: evaluate(inner, data[s], pad_id, cfg, accelerator) for s in ("validation", "test")}
-        reporter.log(0, "untrained", {f"{s}_{k}": v for s, m in state["untrained"].items() for k, v in m.items()})
+        state["untrained"] = {"test": evaluate(inner, data["test"], pad_id, cfg, accelerator)}
+        reporter.log(0, "untrained", {f"test_{k}": v for k, v in state["untrained"]["test"].items()})
 
     # 4. Train.
     train = data["train"]
