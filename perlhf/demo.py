@@ -56,9 +56,9 @@ class Budget:
 
 
 # Sized for a 2-core CPU with smollm2-135m: the full demo in about 30 minutes, --quick in a few.
-FULL = Budget(sft_steps=24, sft_batch=8, rm_steps=30, rm_batch=8, rm_eval_examples=96, rm_eval_every=15,
-              rl_steps=10, rl_prompts_per_step=4, rl_samples_per_prompt=2, max_prompt_tokens=192,
-              max_response_tokens=48, max_new_tokens=32, eval_prompts=32)
+FULL = Budget(sft_steps=16, sft_batch=8, rm_steps=24, rm_batch=8, rm_eval_examples=64, rm_eval_every=12,
+              rl_steps=8, rl_prompts_per_step=4, rl_samples_per_prompt=2, max_prompt_tokens=160,
+              max_response_tokens=48, max_new_tokens=24, eval_prompts=24)
 QUICK = Budget(sft_steps=2, sft_batch=4, rm_steps=2, rm_batch=4, rm_eval_examples=8, rm_eval_every=2,
                rl_steps=2, rl_prompts_per_step=2, rl_samples_per_prompt=2, max_prompt_tokens=96,
                max_response_tokens=24, max_new_tokens=8, eval_prompts=4)
