@@ -47,6 +47,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 VARIANTS = ["perlhf-lora", "trl-lora", "perlhf-full", "trl-full"]
+# perlhf with --gradient-checkpointing (not in the default set; `run --variants perlhf-lora-gc perlhf-full-gc`)
+GC_VARIANTS = ["perlhf-lora-gc", "perlhf-full-gc"]
 LR = {"lora": 5e-4, "full": 5e-5}
 MAX_PROMPT, MAX_RESPONSE, MAX_LEN = 192, 64, 256
 BATCH = 8
@@ -125,14 +127,16 @@ def quick_peak(seconds: float = 2.0) -> float:
 
 
 # ----------------------------------------------------------------------------------- one run
-def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, out: Path, seed: int) -> dict:
+def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, out: Path, seed: int,
+               gradient_checkpointing: bool = False) -> dict:
     from perlhf.train.reward import RewardConfig, train_reward_model
 
     cfg = RewardConfig(task="hh-harmless", data_dir=data_dir, model=MODEL, mode=mode, lora_rank=8,
                        learning_rate=LR[mode], batch_size=BATCH, max_steps=steps, eval_every=steps,
                        max_prompt_tokens=MAX_PROMPT, max_response_tokens=MAX_RESPONSE, eval_batch_size=16,
                        eval_untrained=False, report_to="none", progress=False, output_dir=str(out),
-                       overwrite=True, seed=seed, max_eval_examples=MAX_EVAL)
+                       overwrite=True, seed=seed, max_eval_examples=MAX_EVAL,
+                       gradient_checkpointing=gradient_checkpointing)
     with HWM() as mem:
         summary = train_reward_model(cfg)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -222,7 +226,7 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, s
 def one(variant: str, rep: int, steps: int, warmup: int, data_dir: str, out: Path) -> None:
     import torch
 
-    lib, mode = variant.split("-")
+    lib, mode = variant.split("-")[:2]
     tok, splits = encoded_splits(data_dir)
     counts = model_counts()
     n_lora = lora_param_count() if mode == "lora" else 0
@@ -230,7 +234,8 @@ def one(variant: str, rep: int, steps: int, warmup: int, data_dir: str, out: Pat
     peak_now = quick_peak()
     run_dir = out / f"{variant}-rep{rep}"
     if lib == "perlhf":
-        res = run_perlhf(mode, steps, warmup, data_dir, run_dir, seed=rep)
+        res = run_perlhf(mode, steps, warmup, data_dir, run_dir, seed=rep,
+                         gradient_checkpointing=variant.endswith("-gc"))
     else:
         res = run_trl(mode, steps, warmup, data_dir, run_dir, tok, splits, seed=rep)
     from bench_limit import train_flops
@@ -294,7 +299,7 @@ def report(args) -> None:
           "real / padded tokens per timed step | widest batch | GFLOP/s (real tokens) | % of matmul peak now | "
           "% of machine peak | test acc | load |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for v in VARIANTS:
+    for v in VARIANTS + GC_VARIANTS:
         rs = by.get(v)
         if not rs:
             continue
@@ -329,6 +334,9 @@ def report(args) -> None:
     print(f"  perlhf lora / full peak RSS:                    {ratio('perlhf-lora', 'perlhf-full', 'peak_rss')}")
     print(f"  perlhf lora / full RSS increase:                {ratio('perlhf-lora', 'perlhf-full', 'peak_rss_delta')}")
     print(f"  perlhf lora vs full speed-up (s/step):          {ratio('perlhf-lora', 'perlhf-full', 'median_step_s', inv=True)}")
+    print(f"  perlhf lora-gc / full-gc peak RSS:              {ratio('perlhf-lora-gc', 'perlhf-full-gc', 'peak_rss')}")
+    print(f"  perlhf lora-gc / full (no gc) peak RSS:         {ratio('perlhf-lora-gc', 'perlhf-full', 'peak_rss')}")
+    print(f"  perlhf lora-gc vs full-gc speed-up (s/step):    {ratio('perlhf-lora-gc', 'perlhf-full-gc', 'median_step_s', inv=True)}")
     print(f"  trl lora / full peak RSS:                       {ratio('trl-lora', 'trl-full', 'peak_rss')}")
     print(f"  trl lora / full RSS increase:                   {ratio('trl-lora', 'trl-full', 'peak_rss_delta')}")
     print(f"  trl lora vs full speed-up (s/step):             {ratio('trl-lora', 'trl-full', 'median_step_s', inv=True)}")
@@ -389,14 +397,14 @@ def main() -> None:
         p.add_argument("--warmup", type=int, default=1)
         if name == "run":
             p.add_argument("--reps", type=int, default=2)
-            p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+            p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS + GC_VARIANTS)
             p.add_argument("--overwrite", action="store_true", help="rerun variants whose JSON exists")
             p.add_argument("--threads", type=int, default=0,
                            help="OMP_NUM_THREADS for every variant (0: torch's default = cores). On a shared, "
                            "oversubscribed CPU, 1 avoids OpenMP threads spinning at barriers while their peer is "
                            "descheduled")
         if name == "one":
-            p.add_argument("--variant", required=True, choices=VARIANTS)
+            p.add_argument("--variant", required=True, choices=VARIANTS + GC_VARIANTS)
             p.add_argument("--rep", type=int, default=0)
     args = ap.parse_args()
     if args.cmd == "run":

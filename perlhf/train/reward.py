@@ -488,6 +488,21 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
         raise UserError(f"--batch-size {cfg.batch_size} must be divisible by --grad-accum x processes "
                         f"= {cfg.grad_accum} x {world}")
 
+    out = Path(cfg.output_dir)
+    if not (cfg.resume or cfg.overwrite) and out.is_dir() and any(out.iterdir()):  # fail before the slow part
+        RunDir.prepare(out)  # raises the "already exists" error
+
+    # 1. Data (before the run directory exists, so a bad option or file leaves nothing behind).
+    kind, records = load_splits(cfg)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    pad_id = int(tokenizer.pad_token_id)
+    data = {name: encode_split(name, kind, recs, tokenizer, cfg) for name, recs in records.items()}
+    metric_name = selection_metric(kind)
+    for name, split in data.items():
+        if split.prompts_truncated:
+            log.info("%s: %d of %d prompts cut to %d tokens (oldest turns dropped)",
+                     name, split.prompts_truncated, len(split), cfg.max_prompt_tokens)
+
     # The run directory (main process decides; the others wait and then see it).
     run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume) if main else None
     accelerator.wait_for_everyone()
@@ -499,17 +514,6 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
     if main:
         run.save_config({**config_to_dict(cfg), "learning_rate_used": cfg.lr, "num_processes": world})
     seed_everything(cfg.seed)
-
-    # 1. Data.
-    kind, records = load_splits(cfg)
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    pad_id = int(tokenizer.pad_token_id)
-    data = {name: encode_split(name, kind, recs, tokenizer, cfg) for name, recs in records.items()}
-    metric_name = selection_metric(kind)
-    for name, split in data.items():
-        if split.prompts_truncated:
-            log.info("%s: %d of %d prompts cut to %d tokens (oldest turns dropped)",
-                     name, split.prompts_truncated, len(split), cfg.max_prompt_tokens)
 
     memory = PeakMemory(accelerator.device).start()
     # 2. Model and optimizer.
