@@ -244,7 +244,15 @@ def iterate_steps(n_examples: int, batch_size: int, seed: int, max_steps: int,
 
 
 def make_accelerator(cpu: bool | None = None, mixed_precision: str = "no"):
-    """An accelerate ``Accelerator``; under ``torchrun`` it is data-parallel (gloo on CPU)."""
+    """An accelerate ``Accelerator``; under ``torchrun`` it is data-parallel (gloo on CPU).
+
+    ``cpu=None`` means "CPU when there is no CUDA device": accelerate only sets up
+    multi-process CPU training (MULTI_CPU) when asked for the CPU explicitly; without it,
+    each torchrun process would silently train alone.
+    """
+    import torch
     from accelerate import Accelerator
 
+    if cpu is None:
+        cpu = not torch.cuda.is_available()
     return Accelerator(cpu=bool(cpu), mixed_precision=mixed_precision)

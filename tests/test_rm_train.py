@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -19,38 +18,6 @@ from perlhf.train import reward
 from perlhf.train.reward import RewardConfig, train_reward_model
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = ["apple", "river", "stone", "cloud", "green", "music", "paper", "light"]
-
-
-@pytest.fixture(scope="module")
-def tiny_env(tmp_path_factory, smol_tokenizer):
-    """A tiny model folder (with tokenizer) and two tiny tasks: pairs and ratings."""
-    from perlhf.models.tiny import make_tiny_causal_lm
-
-    root = tmp_path_factory.mktemp("rm-env")
-    tok = smol_tokenizer
-    model = make_tiny_causal_lm(len(tok), seed=0, hidden_size=32, num_layers=2, intermediate_size=64,
-                                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                                eos_token_id=tok.eos_token_id)
-    model.save_pretrained(root / "tiny")
-    tok.save_pretrained(root / "tiny")
-    rng = random.Random(0)
-
-    def split(i: int) -> str:
-        return "train" if i < 48 else ("validation" if i < 56 else "test")
-
-    with open(root / "pairs.jsonl", "w") as f:
-        for i in range(64):
-            w = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
-            f.write(json.dumps({"prompt": f"Tell me about {w}.", "chosen": f"Thank you, a great question about {w}!",
-                                "rejected": "No." + " no" * rng.randint(0, 4), "split": split(i)}) + "\n")
-    with open(root / "ratings.jsonl", "w") as f:
-        for i in range(64):
-            w = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
-            good = i % 3 != 0
-            f.write(json.dumps({"prompt": f"Tell me about {w}.", "response": f"Sure, {w} is nice." if good else
-                                "Go away.", "label": int(good), "split": split(i)}) + "\n")
-    return root
 
 
 def _cfg(env: Path, out: Path, **kw) -> RewardConfig:
