@@ -180,7 +180,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     rm_args = ["--task", cfg.task, *data, "--model", str(sft_model), "--max-steps", str(b.rm_steps),
                "--batch-size", str(b.rm_batch), "--eval-every", str(b.rm_eval_every),
                "--max-eval-examples", str(b.rm_eval_examples), "--max-train-examples",
-               str(b.rm_steps * b.rm_batch), "--max-prompt-tokens", str(b.max_prompt_tokens),
+               # at least 64: a tiny random subset of an 86%-positive task can hold one label only
+               str(max(64, b.rm_steps * b.rm_batch)), "--max-prompt-tokens", str(b.max_prompt_tokens),
                "--max-response-tokens", str(b.max_response_tokens), "--seed", str(cfg.seed),
                "--report-to", "none"]
     rm_results: list[ModeResult] = []
@@ -250,7 +251,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     table = main_table(rm_results, rl_results)
     atomic_write_text(out / "report.md", render_demo_report(table, summary))
     atomic_write_json(out / "report.json", {**summary, "main_table": table})
-    return {"table": table, "report": out / "report.md", "minutes": summary["minutes"]}
+    failed = [f"{r.stage} {r.mode}" for r in [*rm_results, *rl_results] if r.status != "ok"]
+    failed += [f"eval {m}" for m in (r.mode for r in rl_results if r.status == "ok") if m not in evals]
+    return {"table": table, "report": out / "report.md", "minutes": summary["minutes"], "failed": failed}
 
 
 def _eval_quality(ev: dict[str, Any]) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from perlhf.config import add_dataclass_arguments, resolve_config
@@ -33,4 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     print()
     print(format_main_table(out["table"]))
     print(f"\nfinished in {out['minutes']:.1f} min; report: {out['report']}")
+    if out["failed"]:
+        print(f"these steps failed (see the report and their logs): {', '.join(out['failed'])}", file=sys.stderr)
+        return 1
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import time
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -46,16 +48,25 @@ def test_cpu_peak_sees_an_allocation_and_later_windows_are_independent():
 
 
 def test_cpu_sampling_thread_catches_a_peak_without_explicit_samples():
-    with PeakMemory("cpu", sample_interval_s=0.001) as mem:
-        block = _touch(128 * MIB)
-        seen = mem.num_samples
-        for _ in range(10_000):  # wait until the thread has sampled at least twice more, bounded
-            if mem.num_samples >= seen + 2:
-                break
-            time.sleep(0.001)
-        del block
-    assert mem.num_samples >= seen + 2
-    assert mem.delta_bytes >= 100 * MIB
+    # In a fresh process: inside a long pytest run the allocator can hand back pages that are
+    # already resident, so a new block need not raise RSS at all (seen once in CI).
+    code = textwrap.dedent("""
+        import time, torch
+        from perlhf.measure import PeakMemory
+        MIB = 2**20
+        with PeakMemory("cpu", sample_interval_s=0.001) as mem:
+            block = torch.ones(128 * MIB // 4, dtype=torch.float32)
+            seen = mem.num_samples
+            for _ in range(10_000):  # wait until the thread has sampled at least twice more, bounded
+                if mem.num_samples >= seen + 2:
+                    break
+                time.sleep(0.001)
+            del block
+        assert mem.num_samples >= seen + 2, (mem.num_samples, seen)
+        assert mem.delta_bytes >= 100 * MIB, mem.delta_bytes
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_peak_memory_window_misuse():
