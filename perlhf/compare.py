@@ -25,6 +25,7 @@ from typing import Any
 
 from perlhf.errors import UserError
 from perlhf.report import ModeResult, write_report
+from perlhf.runs import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +117,8 @@ RESULT_READERS = {"rm": _rm_result, "rl": _rl_result}
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return out
+    """The records of a run's metrics.jsonl (a torn last line, mid-write, is left out)."""
+    return RunDir(path.parent).read_metrics()
 
 
 def last_error(log_path: Path) -> str:
