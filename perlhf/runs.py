@@ -143,22 +143,30 @@ class RunDir:
             os.fsync(fh.fileno())
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
+        return self.read_jsonl(self.metrics_path)
+
+    @staticmethod
+    def read_jsonl(path: Path) -> list[dict[str, Any]]:
+        """The records of a run log; a torn last line (after kill -9) ends the list."""
+        if not path.exists():
             return []
         out = []
-        for line in self.metrics_path.read_text().splitlines():
+        for line in path.read_text().splitlines():
             line = line.strip()
             if line:
                 try:
                     out.append(json.loads(line))
                 except json.JSONDecodeError:
-                    break  # a torn last line after kill -9
+                    break
         return out
 
-    def truncate_metrics_after(self, step: int) -> None:
-        """On resume: drop metric lines logged after the checkpoint's step (they will be logged again)."""
-        kept = [r for r in self.read_metrics() if int(r.get("step", 0)) <= step]
-        atomic_write_text(self.metrics_path, "".join(dumps_json(r, indent=None) + "\n" for r in kept))
+    def truncate_metrics_after(self, step: int, *extra_logs: str) -> None:
+        """On resume: drop the lines of metrics.jsonl (and of each named log in the run folder, e.g.
+        samples.jsonl) written after the checkpoint's step: they will be written again."""
+        for path in (self.metrics_path, *(self.path / name for name in extra_logs)):
+            if path.exists():
+                kept = [r for r in self.read_jsonl(path) if int(r.get("step", 0)) <= step]
+                atomic_write_text(path, "".join(dumps_json(r, indent=None) + "\n" for r in kept))
 
     # -- checkpoints -----------------------------------------------------------
     def checkpoint_path(self, step: int) -> Path:
@@ -255,4 +263,13 @@ def make_accelerator(cpu: bool | None = None, mixed_precision: str = "no"):
 
     if cpu is None:
         cpu = not torch.cuda.is_available()
+    if mixed_precision == "fp16" and (cpu or not torch.cuda.is_available()):
+        raise UserError("--mixed-precision fp16 needs a CUDA device; on CPU use --mixed-precision bf16")
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision:
+        # Another stage in this process chose another precision: accelerate keeps one process-wide
+        # state and would refuse; reset the precision part (the distributed setup is kept).
+        AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(cpu=bool(cpu), mixed_precision=mixed_precision)

@@ -275,6 +275,24 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6, msg=n)
 
 
+def test_resume_rewrites_samples_and_metrics_after_the_checkpoint(tmp_path):
+    """A run killed after logging step 3 but before its checkpoint: --resume from step 2 logs 3 again,
+    so metrics.jsonl and samples.jsonl must not keep the first step-3 lines."""
+    import shutil
+
+    c3 = cfg(max_steps=3, save_every=2, keep_checkpoints=5, sample_every=1, num_samples_logged=1)
+    train_rl(c3, build_models(c3, tiny()), TokenCountReward(TARGET), PROMPTS, IdTokenizer(),
+             run=RunDir.prepare(tmp_path / "r"))
+    shutil.rmtree(tmp_path / "r" / "checkpoints" / "step-00000003")  # "killed" before this checkpoint
+    c4 = cfg(max_steps=4, save_every=2, keep_checkpoints=5, sample_every=1, num_samples_logged=1)
+    train_rl(c4, build_models(c4, tiny()), TokenCountReward(TARGET), PROMPTS, IdTokenizer(),
+             run=RunDir.prepare(tmp_path / "r", resume=True))
+    samples = RunDir.read_jsonl(tmp_path / "r" / "samples.jsonl")
+    metrics = RunDir.read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    assert [r["step"] for r in samples] == [1, 2, 3, 4]
+    assert [r["step"] for r in metrics if r.get("split") == "train"] == [1, 2, 3, 4]
+
+
 def test_wrong_kind_folders_are_refused(tmp_path):
     rm = tmp_path / "rm"
     rm.mkdir()
@@ -308,3 +326,15 @@ def test_shared_backbone_switching_keeps_trainable_flags():
         assert not any(p.requires_grad for p in m.base_parameters().values())
     with contextlib.suppress(Exception), m.anchor():
         pass
+
+
+def test_bf16_autocast_keeps_step0_kl_zero_and_learns():
+    """--mixed-precision bf16: sampler, anchor and learner all run under the same autocast, so the
+    KL at step 0 is still exactly 0, and the synthetic reward still rises."""
+    c = cfg(mode="lora", baseline="value", max_steps=16, prompts_per_step=4, samples_per_prompt=4,
+            micro_batch_size=16, max_new_tokens=8, beta=0.0, learning_rate=2e-2, mixed_precision="bf16")
+    history = train_rl(c, build_models(c, tiny()), TokenCountReward(TARGET), PROMPTS, IdTokenizer())
+    assert history[0]["kl"] == 0.0
+    first = sum(r["reward_mean"] for r in history[:4]) / 4
+    last = sum(r["reward_mean"] for r in history[-3:]) / 3
+    assert last > first + 1.0, [round(r["reward_mean"], 2) for r in history]

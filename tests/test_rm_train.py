@@ -218,3 +218,33 @@ def test_resume_after_kill_9_equals_uninterrupted(tiny_env, tmp_path):
     a, b = _final_tensors(tmp_path / "clean"), _final_tensors(tmp_path / "killed")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_bf16_mixed_precision_trains_lora_and_keeps_fp32_weights(tiny_env, tmp_path, monkeypatch):
+    captured = {}
+    build = reward.build_reward_model
+
+    def spy(cfg):
+        model, kind = build(cfg)
+        captured["model"] = model
+        captured["initial"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        return model, kind
+
+    monkeypatch.setattr(reward, "build_reward_model", spy)
+    summary = train_reward_model(_cfg(tiny_env, tmp_path / "run", mixed_precision="bf16", max_steps=3))
+    assert summary["mixed_precision"] == "bf16"
+    for name, p in captured["model"].named_parameters():
+        assert p.dtype == torch.float32, name  # autocast: the weights and the optimizer stay fp32
+        if "lora_" not in name and not name.startswith("head."):
+            assert torch.equal(p, captured["initial"][name]), name
+    lora_b = [v for k, v in _final_tensors(tmp_path / "run").items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 and v.dtype == torch.float32 for v in lora_b)
+    assert all(isinstance(v, float) and v == v for v in summary["test"].values() if isinstance(v, float))
+
+
+def test_fp16_on_cpu_is_refused_with_the_option_named(tiny_env, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 autocast is allowed on CUDA")
+    with pytest.raises(UserError, match="--mixed-precision fp16"):
+        train_reward_model(_cfg(tiny_env, tmp_path / "run", mixed_precision="fp16"))
+    assert not (tmp_path / "run").exists()

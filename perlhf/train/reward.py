@@ -100,6 +100,9 @@ class RewardConfig:
                                            "per split (validation, test)")
     dtype: str = option("float32", "backbone weight dtype (the head stays float32)",
                         choices=["float32", "bfloat16", "float16"])
+    mixed_precision: str = option("no", "autocast forward passes to bf16 (GPUs; CPUs with AVX512-BF16 or AMX, about "
+                                  "1.5x faster on the development CPU) or fp16 (CUDA); weights and optimizer stay "
+                                  "in --dtype", choices=["no", "bf16", "fp16"])
     trust_remote_code: bool = option(False, "allow code from the model repository to run")
     seed: int = option(0, "seed for the head, the data order, the subsets and dropout")
     output_dir: str = option("runs/rm", "run directory (config, metrics.jsonl, checkpoints, final/, summary.json)")
@@ -352,8 +355,9 @@ def score_texts(model: RewardModel, tokenizer: Any, items: list[tuple[Any, str]]
 
 
 def evaluate(model: RewardModel, data: EncodedSplit, pad_id: int, cfg: RewardConfig, accelerator: Any) -> dict:
-    scores = score_split(model, data, pad_id, cfg.eval_batch_size, accelerator.device,
-                         accelerator.process_index, accelerator.num_processes)
+    with accelerator.autocast():  # --mixed-precision applies to evaluation too
+        scores = score_split(model, data, pad_id, cfg.eval_batch_size, accelerator.device,
+                             accelerator.process_index, accelerator.num_processes)
     return reward_metrics(data.kind, scores, data.labels)
 
 
@@ -480,7 +484,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
 
     cfg.validate()
     # cpu=True without CUDA: accelerate only sets up gloo data parallelism under torchrun when told "cpu".
-    accelerator = make_accelerator(cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     main = accelerator.is_main_process
     world = accelerator.num_processes
     n_micro = cfg.grad_accum * world
@@ -612,6 +616,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
         "learning_rate": cfg.lr,
         "steps": cfg.max_steps,
         "batch_size": cfg.batch_size,
+        "mixed_precision": cfg.mixed_precision,
         "num_processes": world,
         "examples": {k: len(v) for k, v in data.items()},
         "prompts_truncated": {k: v.prompts_truncated for k, v in data.items()},

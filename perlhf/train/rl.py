@@ -76,6 +76,7 @@ from perlhf.train.rl_losses import (
 log = logging.getLogger(__name__)
 
 PHASES = ("sampling", "reward", "anchor", "learning")
+SAMPLES_FILE = "samples.jsonl"
 
 
 @dataclass
@@ -115,6 +116,9 @@ class RLConfig:
     lora_alpha: float | None = option(None, "LoRA alpha (default: 2 x rank)")
     lora_targets: str = option("attention", "LoRA targets: attention, all-linear or module names")
     dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
+    mixed_precision: str = option("no", "autocast forward passes to bf16 (GPUs; CPUs with AVX512-BF16 or AMX, about "
+                                  "1.5x faster on the development CPU) or fp16 (CUDA); weights and optimizer stay "
+                                  "in --dtype", choices=["no", "bf16", "fp16"])
     log_every: int = option(1, "log metrics every N steps")
     sample_every: int = option(10, "write a few (prompt, response, reward) to samples.jsonl every N steps (0: off)")
     num_samples_logged: int = option(2, "how many samples to write each time")
@@ -344,7 +348,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
     """The RL loop. Returns the per-step metrics (also appended to ``run``'s metrics.jsonl)."""
     from perlhf.measure import PeakMemory, PhaseTimer
 
-    accelerator = accelerator or make_accelerator(cpu=not torch.cuda.is_available())
+    accelerator = accelerator or make_accelerator(mixed_precision=cfg.mixed_precision)
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.prompts_per_step % world:
         raise UserError(f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of the {world} processes")
@@ -358,7 +362,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
         models.load(run.resumed_from)
         load_optimizer(run.resumed_from, optimizer)
         start_step = int(state["step"])
-        run.truncate_metrics_after(start_step)
+        run.truncate_metrics_after(start_step, SAMPLES_FILE)
         log.info("resumed from %s (step %d)", run.resumed_from, start_step)
     timer = PhaseTimer(device=accelerator.device)
     history: list[dict[str, Any]] = []
@@ -369,7 +373,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
         expanded = [p for p in mine for _ in range(cfg.samples_per_prompt)]  # samples of a prompt contiguous
         mem = PeakMemory(accelerator.device).start()
         t_step = time.perf_counter()
-        with timer.step():
+        with timer.step(), accelerator.autocast():
             with timer.phase("sampling"), models.policy() as policy:
                 rollout = sample(policy, tokenizer, [p.ids for p in expanded], max_new_tokens=cfg.max_new_tokens,
                                  temperature=cfg.temperature, eos_token_ids=eos_token_ids)
@@ -440,7 +444,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
 
 def _log_samples(run: RunDir, step: int, prompts: Sequence[RLPrompt], rollout: Rollout, rewards: torch.Tensor,
                  tokenizer, n: int) -> None:
-    with open(run.path / "samples.jsonl", "a", encoding="utf-8") as fh:
+    with open(run.path / SAMPLES_FILE, "a", encoding="utf-8") as fh:
         for i in range(min(n, len(prompts))):
             prompt_text = tokenizer.decode(list(prompts[i].ids), skip_special_tokens=False)
             fh.write(dumps_json({"step": step, "prompt": prompt_text[-600:], "response": rollout.response_texts[i],
@@ -619,7 +623,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
     run.save_config({"stage": "rl", **config_to_dict(cfg)})
     seed_everything(cfg.seed)
-    accelerator = make_accelerator(cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     dtype = torch_dtype(cfg.dtype)
     task = load_task(cfg.task, data_dir=cfg.data_dir)
     raw = prompts_of(task, "train")

@@ -80,6 +80,9 @@ class SFTConfig:
     keep_checkpoints: int = option(2, "complete checkpoints kept")
     log_every: int = option(10, "log training metrics every N steps")
     dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
+    mixed_precision: str = option("no", "autocast forward passes to bf16 (GPUs; CPUs with AVX512-BF16 or AMX, about "
+                                  "1.5x faster on the development CPU) or fp16 (CUDA); weights and optimizer stay "
+                                  "in --dtype", choices=["no", "bf16", "fp16"])
     gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory, slower)")
     merge: bool = option(False, "also write <output-dir>/merged: the adapter merged into a plain model (the RL start)")
     seed: int = option(0, "random seed (data order, dropout)")
@@ -274,7 +277,7 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
               pad_id: int, run: RunDir | None = None, validation: Sequence[SFTExample] = (),
               accelerator=None) -> dict[str, Any]:
     """The optimizer loop; ``model`` is already prepared (:func:`prepare_sft_model`). Returns the last metrics."""
-    accelerator = accelerator or make_accelerator(cpu=not torch.cuda.is_available())
+    accelerator = accelerator or make_accelerator(mixed_precision=cfg.mixed_precision)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise UserError("no trainable parameters: check --mode and --lora-targets")
@@ -376,7 +379,7 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     model = prepare_sft_model(load_causal_lm(cfg.model, dtype=dtype), cfg)
     trainable, total = count_parameters(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    accelerator = make_accelerator(cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     t0 = time.perf_counter()
     with PeakMemory() as mem:
         last = train_sft(cfg, model, train, pad_id=pad_id, run=run, validation=validation, accelerator=accelerator)
