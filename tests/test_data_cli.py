@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,24 @@ def test_bad_split_fractions(capsys):
     rc, _, err = _run(capsys, "data", "stats", "jsonl", "--path", str(FIXTURES / "user_pairs.jsonl"),
                       "--model", "none", "--split-fractions", "0.5,0.5")
     assert rc == 2 and "split fractions" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["data", "list"]])
+def test_help_and_data_commands_do_not_import_torch(argv):
+    """Only the named command's module is imported: `perlhf --help` must not pay for torch."""
+    code = ("import sys\nfrom perlhf.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "NO-TORCH"
+    assert "rm" in out or argv != ["--help"]
+
+
+def test_every_command_is_listed_and_runs_its_own_parser():
+    from perlhf.cli import COMMANDS, build_parser
+
+    parser = build_parser(["rl", "--help"])
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert list(sub.choices) == [name for name, _, _ in COMMANDS]
+    assert any(a.dest == "beta" for a in sub.choices["rl"]._actions)  # the real rl parser
+    assert not any(a.dest == "beta" for a in sub.choices["sft"]._actions)  # a placeholder
