@@ -87,7 +87,23 @@ def _untrained(runs: dict[str, dict], task: str) -> dict | None:
     return None
 
 
+def _pm(m: dict, key: str) -> str:
+    """``m[key] ± its standard error`` (recomputed for summaries written before the SE was logged)."""
+    from perlhf.eval.metrics import auc_standard_error, proportion_standard_error
+
+    value, se, n = m[key], m.get(f"{key}_se"), m.get("n")
+    if se is None and n:
+        if key == "accuracy":
+            se = proportion_standard_error(value, n)
+        elif "positive_rate" in m:
+            pos = round(m["positive_rate"] * n)
+            se = auc_standard_error(value, pos, n - pos)
+    return f"{value:.3f}" if se is None or se != se else f"{value:.3f} ± {se:.3f}"
+
+
 def report(out: Path) -> str:
+    """Markdown tables: test metric ± its standard error (binomial / Hanley-McNeil), best validation
+    metric and its step, and the cost columns, with full fine-tuning as the 100% / 1.00x reference."""
     runs = _load(out)
     lines = []
     for task, prefix in (("taskmaster-coffee", "coffee"), ("hh-harmless", "hh")):
@@ -99,24 +115,27 @@ def report(out: Path) -> str:
         rating = next(iter(rows.values()))["kind"] == "rating"
         lines.append(f"### {task} ({'ratings' if rating else 'pairs'})\n")
         head = "| run | trainable params | test acc |" + (" test AUC |" if rating else "") + \
-               " peak RSS MiB | peak, % of full | median s/step | speed-up vs full | tokens/s | padding |"
+               " best val (step) | peak RSS MiB | peak, % of full | median s/step | speed-up vs full | tokens/s | padding |"
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        dashes = " – |" * 7
         if un:
-            auc = f" {un['auc']:.3f} |" if rating else ""
-            lines.append(f"| untrained (same init) | – | {un['accuracy']:.3f} |{auc} – | – | – | – | – | – |")
+            auc = f" {_pm(un, 'auc')} |" if rating else ""
+            lines.append(f"| untrained (same init) | – | {_pm(un, 'accuracy')} |{auc}{dashes}")
         s0 = next(iter(rows.values()))
         auc = " 0.500 |" if rating else ""
-        lines.append(f"| majority baseline | – | {s0['majority_baseline']:.3f} |{auc} – | – | – | – | – | – |")
+        lines.append(f"| majority baseline | – | {s0['majority_baseline']:.3f} |{auc}{dashes}")
         for name in sorted(rows, key=lambda n: (n.endswith("full"), int(n.rsplit("r", 1)[-1]) if "-r" in n else 0)):
             s = rows[name]
             c = s["cost"]
+            t = s["test"]
             mem = c["peak_memory_bytes"] / 2**20
             pct = 100 * c["peak_memory_bytes"] / full["cost"]["peak_memory_bytes"] if full else float("nan")
             speed = full["cost"]["median_step_s"] / c["median_step_s"] if full else float("nan")
+            best = f"{s['validation_best']:.3f} ({s['best_step']})" if s.get("validation_best") is not None else "–"
             lines.append(
                 f"| {name} | {s['params']['trainable']:,} ({s['params']['trainable_pct']:.2f}%) | "
-                f"{s['test']['accuracy']:.3f} |" + (f" {s['test']['auc']:.3f} |" if rating else "")
-                + f" {mem:.0f} | {pct:.0f}% | {c['median_step_s']:.2f} | {speed:.2f}x | "
+                f"{_pm(t, 'accuracy')} |" + (f" {_pm(t, 'auc')} |" if rating else "")
+                + f" {best} | {mem:.0f} | {pct:.0f}% | {c['median_step_s']:.2f} | {speed:.2f}x | "
                 f"{c['real_tokens_per_s']:.0f} | {100 * c['padding_fraction']:.1f}% |")
         lines.append("")
     return "\n".join(lines)

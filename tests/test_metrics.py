@@ -34,3 +34,20 @@ def test_reward_metrics_layouts():
     assert m["accuracy"] == 0.5 and m["mean_margin"] == 0.0 and m["n"] == 2
     r = reward_metrics("rating", [1.0, -1.0, 2.0], [1, 0, 1])
     assert r["accuracy"] == 1.0 and r["auc"] == 1.0 and r["majority_baseline"] == pytest.approx(2 / 3)
+
+
+def test_standard_errors_against_hand_values():
+    from perlhf.eval.metrics import auc_standard_error, proportion_standard_error
+
+    assert proportion_standard_error(0.5, 100) == pytest.approx(0.05)
+    assert math.isnan(proportion_standard_error(0.5, 0))
+    # Hanley & McNeil: AUC 0.8, 50 positives, 50 negatives -> Q1 = 0.8/1.2, Q2 = 1.28/1.8
+    q1, q2 = 0.8 / 1.2, 2 * 0.64 / 1.8
+    var = (0.8 * 0.2 + 49 * (q1 - 0.64) + 49 * (q2 - 0.64)) / 2500
+    assert auc_standard_error(0.8, 50, 50) == pytest.approx(math.sqrt(var))
+    assert auc_standard_error(0.8, 50, 50) == pytest.approx(0.0438, abs=1e-3)
+    assert auc_standard_error(0.5, 10, 10) > auc_standard_error(0.5, 100, 100)
+    m = reward_metrics("rating", [0.1, 0.9, 0.2, 0.8], [0, 1, 0, 1])
+    assert m["auc"] == 1.0 and m["auc_se"] == pytest.approx(0.0)
+    p = reward_metrics("pair", [1.0, 2.0, 0.0, 3.0])
+    assert p["accuracy"] == 0.5 and p["accuracy_se"] == pytest.approx(math.sqrt(0.25 / 2))

@@ -5,6 +5,7 @@ Plain Python/torch on lists of floats; no scikit-learn needed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -62,22 +63,43 @@ def majority_baseline(labels: Sequence[int]) -> float:
     return max(pos, 1 - pos)
 
 
+def proportion_standard_error(p: float, n: int) -> float:
+    """Binomial standard error of an accuracy ``p`` measured on ``n`` examples."""
+    if n <= 0 or not 0.0 <= p <= 1.0:
+        return float("nan")
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of a ROC AUC from ``n_pos`` positives and ``n_neg`` negatives."""
+    if n_pos <= 0 or n_neg <= 0 or not 0.0 <= auc <= 1.0:
+        return float("nan")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
+
+
 def reward_metrics(kind: str, scores: Sequence[float], labels: Sequence[int] | None = None) -> dict[str, float]:
     """Metrics for one evaluation split.
 
     ``pair``: ``scores`` is chosen scores then rejected scores -> ``accuracy`` (pairwise),
-    ``mean_margin``. ``rating``: ``accuracy``, ``auc``, ``majority_baseline``, ``positive_rate``.
+    ``accuracy_se`` (binomial), ``mean_margin``. ``rating``: ``accuracy``, ``auc``, ``auc_se``
+    (Hanley-McNeil), ``majority_baseline``, ``positive_rate``.
     """
     if kind == "pair":
         n = len(scores) // 2
         chosen, rejected = list(scores[:n]), list(scores[n:])
         margin = sum(c - r for c, r in zip(chosen, rejected, strict=True)) / n if n else float("nan")
-        return {"accuracy": pairwise_accuracy(chosen, rejected), "mean_margin": margin, "n": n}
+        acc = pairwise_accuracy(chosen, rejected)
+        return {"accuracy": acc, "accuracy_se": proportion_standard_error(acc, n), "mean_margin": margin, "n": n}
     if kind == "rating":
         assert labels is not None
+        auc = roc_auc(scores, labels)
+        n_pos = sum(1 for y in labels if y)
         return {
             "accuracy": accuracy(scores, labels),
-            "auc": roc_auc(scores, labels),
+            "auc": auc,
+            "auc_se": auc_standard_error(auc, n_pos, len(labels) - n_pos),
             "majority_baseline": majority_baseline(labels),
             "positive_rate": sum(labels) / len(labels) if labels else float("nan"),
             "n": len(labels),
