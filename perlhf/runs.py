@@ -94,28 +94,34 @@ class RunDir:
     def prepare(cls, path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
                 option: str = "--output-dir") -> RunDir:
         path = Path(path)
-        if overwrite and resume:
-            raise UserError("--overwrite and --resume exclude each other: choose one")
-        exists = path.exists() and any(path.iterdir())
-        if exists and path.is_file():
-            raise UserError(f"{option} {path}: is a file, not a directory")
+        exists = cls.check(path, overwrite=overwrite, resume=resume, option=option)
         if resume:
-            if not exists:
-                raise UserError(f"--resume: {path} does not exist or is empty; start the run without --resume")
             run = cls(path)
             run.resumed_from = run.latest_checkpoint()
             if run.resumed_from is None:
                 log.warning("--resume: no complete checkpoint in %s; starting from the beginning", path)
             return run
-        if exists and not overwrite:
-            raise UserError(
-                f"{option} {path} already exists and is not empty: pass --overwrite to replace it "
-                "or --resume to continue it"
-            )
         if exists and overwrite:
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
+
+    @staticmethod
+    def check(path: Path, *, overwrite: bool = False, resume: bool = False, option: str = "--output-dir") -> bool:
+        """The checks of :meth:`prepare`, changing nothing; returns whether ``path`` holds anything."""
+        if overwrite and resume:
+            raise UserError("--overwrite and --resume exclude each other: choose one")
+        exists = path.exists() and (path.is_file() or any(path.iterdir()))
+        if exists and path.is_file():
+            raise UserError(f"{option} {path}: is a file, not a directory")
+        if resume and not exists:
+            raise UserError(f"--resume: {path} does not exist or is empty; start the run without --resume")
+        if exists and not (overwrite or resume):
+            raise UserError(
+                f"{option} {path} already exists and is not empty: pass --overwrite to replace it "
+                "or --resume to continue it"
+            )
+        return exists
 
     # -- files -----------------------------------------------------------------
     @property
@@ -249,6 +255,21 @@ def iterate_steps(n_examples: int, batch_size: int, seed: int, max_steps: int,
         epoch += 1
         if per_epoch == 0:
             return
+
+
+def prepare_run(accelerator: Any, output_dir: str | os.PathLike, *, overwrite: bool = False,
+                resume: bool = False) -> RunDir:
+    """The run directory of a stage that may run under ``torchrun``: every process checks the options
+    (so a refusal stops them all), only the main process deletes or creates the folder, the others
+    wait and then open it."""
+    path = Path(output_dir)
+    RunDir.check(path, overwrite=overwrite, resume=resume)
+    run = RunDir.prepare(path, overwrite=overwrite, resume=resume) if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
+    if run is None:
+        run = RunDir(path)
+        run.resumed_from = run.latest_checkpoint() if resume else None
+    return run
 
 
 def make_accelerator(cpu: bool | None = None, mixed_precision: str = "no"):

@@ -248,3 +248,33 @@ def test_fp16_on_cpu_is_refused_with_the_option_named(tiny_env, tmp_path):
     with pytest.raises(UserError, match="--mixed-precision fp16"):
         train_reward_model(_cfg(tiny_env, tmp_path / "run", mixed_precision="fp16"))
     assert not (tmp_path / "run").exists()
+
+
+def test_rl_cli_on_jsonl_prompts_under_torchrun_two_processes_and_resume(tiny_env, tmp_path):
+    """`perlhf rl` with the prompts of a user's JSONL file, data-parallel over 2 CPU processes (gloo):
+    one run directory (only the main process creates it), every step logged once with both
+    processes' episodes, then --resume under torchrun continues from the checkpoint."""
+    train_reward_model(_cfg(tiny_env, tmp_path / "rm", max_steps=2, eval_every=2))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    args = ["rl", "--policy", str(tiny_env / "tiny"), "--reward-model", str(tmp_path / "rm" / "final"),
+            "--task", "jsonl", "--path", str(tiny_env / "pairs.jsonl"), "--prompts-per-step", "2",
+            "--samples-per-prompt", "2", "--max-new-tokens", "4", "--max-prompt-tokens", "32",
+            "--save-every", "2", "--output-dir", str(tmp_path / "rl")]
+
+    def torchrun(*extra: str) -> None:
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "--master_port", str(29600 + os.getpid() % 1000), "-m", "perlhf", *args, *extra],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    torchrun("--max-steps", "2")
+    run = tmp_path / "rl"
+    assert json.loads((run / "summary.json").read_text())["reward_placement"] == "shared"
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text())["num_processes"] == 2
+    torchrun("--max-steps", "3", "--resume")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r.get("split") == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3]
+    assert all(r["episodes"] == 4 for r in train)  # 2 prompts x 2 samples, over both processes

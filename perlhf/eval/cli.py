@@ -31,6 +31,7 @@ class EvalConfig:
     task: str = option("taskmaster-coffee", "task whose prompts are judged")
     split: str = option("test", "split of the task to take prompts from", choices=["train", "validation", "test"])
     data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
+    path: str | None = option(None, "data file for --task jsonl (pairs or ratings): the prompts of its records are used")
     num_prompts: int = option(64, "held-out prompts judged (a fixed random subset)")
     max_prompt_tokens: int = option(256, "prompt budget (left truncation, as in RL)")
     max_new_tokens: int = option(64, "longest answer")

@@ -225,7 +225,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
 
     dtype = torch_dtype(cfg.dtype)
     tokenizer = load_tokenizer(cfg.sft, padding_side="left")
-    task = load_task(cfg.task, data_dir=cfg.data_dir)
+    task = load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
     raw = prompts_of(task, cfg.split)
     if not raw:
         raise UserError(f"--task {cfg.task}: no prompts in split {cfg.split!r}")

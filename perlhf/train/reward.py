@@ -480,7 +480,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
     from perlhf.measure import PeakMemory, count_parameters, median_step_time
     from perlhf.models import load_tokenizer
     from perlhf.models.fingerprint import base_fingerprint
-    from perlhf.runs import make_accelerator
+    from perlhf.runs import make_accelerator, prepare_run
 
     cfg.validate()
     # cpu=True without CUDA: accelerate only sets up gloo data parallelism under torchrun when told "cpu".
@@ -492,9 +492,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
         raise UserError(f"--batch-size {cfg.batch_size} must be divisible by --grad-accum x processes "
                         f"= {cfg.grad_accum} x {world}")
 
-    out = Path(cfg.output_dir)
-    if not (cfg.resume or cfg.overwrite) and out.is_dir() and any(out.iterdir()):  # fail before the slow part
-        RunDir.prepare(out)  # raises the "already exists" error
+    RunDir.check(Path(cfg.output_dir), overwrite=cfg.overwrite, resume=cfg.resume)  # fail before the slow part
 
     # 1. Data (before the run directory exists, so a bad option or file leaves nothing behind).
     kind, records = load_splits(cfg)
@@ -508,11 +506,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
                      name, split.prompts_truncated, len(split), cfg.max_prompt_tokens)
 
     # The run directory (main process decides; the others wait and then see it).
-    run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume) if main else None
-    accelerator.wait_for_everyone()
-    if run is None:
-        run = RunDir(Path(cfg.output_dir))
-        run.resumed_from = run.latest_checkpoint() if cfg.resume else None
+    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
     if cfg.resume:
         _check_resume_config(run, cfg)
     if main:

@@ -55,6 +55,7 @@ from perlhf.runs import (
     load_optimizer,
     load_trainer_state,
     make_accelerator,
+    prepare_run,
     save_optimizer,
     save_trainer_state,
     seed_everything,
@@ -93,6 +94,7 @@ class RLConfig:
                                    choices=["auto", "shared", "separate"])
     task: str = option("taskmaster-coffee", "task whose training-split contexts are the RL prompts")
     data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
+    path: str | None = option(None, "data file for --task jsonl (pairs or ratings): the prompts of its records are used")
     output_dir: str = option("runs/rl", "run directory (config, metrics.jsonl, samples.jsonl, checkpoints, final)")
     mode: str = option("lora", "lora: policy and value are LoRA adapters on one frozen backbone; "
                        "full: separate policy, value, anchor and reward models", choices=["lora", "full"])
@@ -362,7 +364,8 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
         models.load(run.resumed_from)
         load_optimizer(run.resumed_from, optimizer)
         start_step = int(state["step"])
-        run.truncate_metrics_after(start_step, SAMPLES_FILE)
+        if accelerator.is_main_process:
+            run.truncate_metrics_after(start_step, SAMPLES_FILE)
         log.info("resumed from %s (step %d)", run.resumed_from, start_step)
     timer = PhaseTimer(device=accelerator.device)
     history: list[dict[str, Any]] = []
@@ -620,12 +623,13 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         raise UserError("--policy is required: the merged SFT model (`perlhf sft --merge` writes <run>/merged)")
     check_policy_folder(cfg.policy)
     tokenizer = load_tokenizer(cfg.policy, padding_side="left")  # a bad --policy fails before the run dir exists
-    run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
-    run.save_config({"stage": "rl", **config_to_dict(cfg)})
-    seed_everything(cfg.seed)
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
+    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
+    if accelerator.is_main_process:
+        run.save_config({"stage": "rl", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
+    seed_everything(cfg.seed)
     dtype = torch_dtype(cfg.dtype)
-    task = load_task(cfg.task, data_dir=cfg.data_dir)
+    task = load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
     raw = prompts_of(task, "train")
     if cfg.max_prompts is not None and cfg.max_prompts < len(raw):
         g = torch.Generator().manual_seed(cfg.seed)

@@ -38,6 +38,7 @@ from perlhf.runs import (
     load_optimizer,
     load_trainer_state,
     make_accelerator,
+    prepare_run,
     save_optimizer,
     save_trainer_state,
     seed_everything,
@@ -291,7 +292,8 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
         load_trainable(accelerator.unwrap_model(model), run.resumed_from)
         load_optimizer(run.resumed_from, optimizer, scheduler)
         start_step = int(state["step"])
-        run.truncate_metrics_after(start_step)
+        if accelerator.is_main_process:
+            run.truncate_metrics_after(start_step)
         log.info("resumed from %s (step %d)", run.resumed_from, start_step)
     world, rank = accelerator.num_processes, accelerator.process_index
     micro = cfg.batch_size // cfg.grad_accum
@@ -357,8 +359,10 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     from perlhf.measure import PeakMemory, count_parameters
     from perlhf.models import load_causal_lm, load_tokenizer
 
-    run = RunDir.prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
-    run.save_config({"stage": "sft", **config_to_dict(cfg)})
+    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
+    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
+    if accelerator.is_main_process:
+        run.save_config({"stage": "sft", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     task = load_task(cfg.task, data_dir=cfg.data_dir)
@@ -379,7 +383,6 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     model = prepare_sft_model(load_causal_lm(cfg.model, dtype=dtype), cfg)
     trainable, total = count_parameters(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     t0 = time.perf_counter()
     with PeakMemory() as mem:
         last = train_sft(cfg, model, train, pad_id=pad_id, run=run, validation=validation, accelerator=accelerator)
