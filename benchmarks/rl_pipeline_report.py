@@ -16,6 +16,7 @@ from pathlib import Path
 
 from perlhf.compare import RESULT_READERS, Mode, machine, versions
 from perlhf.demo import _eval_quality
+from perlhf.io import atomic_write_text
 from perlhf.report import write_report
 from perlhf.runs import RunDir
 
@@ -38,13 +39,19 @@ def main() -> None:
             "size": "benchmarks/rl_pipeline.sh sizes", "command": "bash benchmarks/rl_pipeline.sh",
             "versions": versions(), "machine": machine()}
     paths = write_report(out / "report", "rl", results, meta)
-    print(f"report: {paths}")
-    for name in ("rm", "judge"):
+    lines = ["", "## The reward models (test split, best validation checkpoint)", "",
+             "| model | role | test accuracy | test AUC ± s.e. | untrained AUC | majority baseline | best val AUC (step) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, role in (("rm", "the reward RL optimises (shard 1/2)"), ("judge", "the independent judge (shard 2/2)")):
         s = json.loads((out / name / "summary.json").read_text())
-        un = (s.get("untrained") or {}).get("test") or {}
-        print(f"{name}: test {json.dumps({k: round(v, 3) for k, v in s['test'].items() if isinstance(v, float)})}"
-              f" untrained auc {un.get('auc')}, best val {s.get('validation_best')} at step {s.get('best_step')}")
-
+        t, un = s["test"], ((s.get("untrained") or {}).get("test") or {})
+        se = f" ± {t['auc_se']:.3f}" if t.get("auc_se") is not None else ""
+        lines.append(f"| {name} | {role} | {t['accuracy']:.3f} | {t['auc']:.3f}{se} | "
+                     f"{un.get('auc', float('nan')):.3f} | {t['majority_baseline']:.3f} | "
+                     f"{s.get('validation_best') or float('nan'):.3f} ({s.get('best_step')}) |")
+    md = paths["markdown"]
+    atomic_write_text(md, md.read_text() + "\n".join(lines) + "\n")
+    print(md.read_text())
 
 if __name__ == "__main__":
     main()
