@@ -110,7 +110,11 @@ def test_resume_after_interruption_equals_uninterrupted(tiny_env, tmp_path):
     torn = tmp_path / "b" / "checkpoints" / "step-00000006"
     torn.mkdir()
     (torn / "trainable.safetensors").write_bytes(b"garbage")  # no trainer_state.json: incomplete
-    train_reward_model(_cfg(tiny_env, tmp_path / "b", max_steps=8, eval_every=2, lora_dropout=0.1, resume=True))
+    sb = train_reward_model(_cfg(tiny_env, tmp_path / "b", max_steps=8, eval_every=2, lora_dropout=0.1,
+                                 resume=True))
+    # the summary's cost covers both processes: 4 - 2 warm-up steps before the stop, 4 - 2 after it
+    assert sb["cost"]["timed_steps"] == 4 and sb["cost"]["peak_memory_bytes"] > 0
+    assert sb["cost"]["examples_per_s"] is not None
     a, b = _final_tensors(tmp_path / "a"), _final_tensors(tmp_path / "b")
     assert a.keys() == b.keys()
     for k in a:

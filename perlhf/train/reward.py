@@ -477,7 +477,7 @@ def _check_resume_config(run: RunDir, cfg: RewardConfig) -> None:
 
 def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
     """Run the whole stage; returns the summary (also written to ``summary.json``)."""
-    from perlhf.measure import PeakMemory, count_parameters, median_step_time
+    from perlhf.measure import PeakMemory, count_parameters
     from perlhf.models import load_tokenizer
     from perlhf.models.fingerprint import base_fingerprint
     from perlhf.runs import make_accelerator, prepare_run
@@ -541,6 +541,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
         reporter.log(0, "untrained", {f"test_{k}": v for k, v in state["untrained"]["test"].items()})
 
     # 4. Train.
+    prev_cost = state.get("cost_raw")  # the cost of the run's earlier processes (resume)
     train = data["train"]
     lengths = train.lengths
     step_times: list[float] = []
@@ -583,6 +584,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
             if improved:
                 state["best_metric"], state["best_step"] = val[metric_name], step
             state["step"] = step
+            state["cost_raw"] = _cost_so_far(prev_cost, step_times, tokens, warmup, memory)  # for --resume
             if main:
                 if improved:
                     _write_best(run, inner, step, val)
@@ -622,7 +624,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
         "majority_baseline": test.get("majority_baseline", 0.5),
         "params": {"trainable": trainable_params, "total": total_params,
                    "trainable_pct": 100.0 * trainable_params / total_params},
-        "cost": _cost(step_times, tokens, warmup, memory, median_step_time),
+        "cost": _cost(_cost_so_far(prev_cost, step_times, tokens, warmup, memory), memory),
         "base_fingerprint": fingerprint,
         "final_dir": str(run.path / "final"),
     }
@@ -664,18 +666,31 @@ def _write_checkpoint(run: RunDir, model: RewardModel, optimizer: Any, scheduler
     run.prune_checkpoints(keep=2)
 
 
-def _cost(step_times: list[float], tokens: dict, warmup: int, memory: Any, median_step_time: Any) -> dict:
-    timed = tokens["seconds"]
-    median = median_step_time(step_times, warmup=warmup) if len(step_times) > warmup else None
+def _cost_so_far(prev: dict | None, step_times: list[float], tokens: dict, warmup: int, memory: Any) -> dict:
+    """This process's timed steps (after its warm-up) and tokens added to ``prev``, those of the run's
+    earlier processes (``--resume``), so the summary's cost covers the whole run; peak memory is the max."""
+    prev = prev or {"timed": [], "real": 0, "padded": 0, "examples": 0, "seconds": 0.0,
+                    "peak_memory_bytes": 0, "peak_memory_delta_bytes": 0}
+    raw = {"timed": prev["timed"] + step_times[warmup:],
+           **{k: prev[k] + tokens[k] for k in ("real", "padded", "examples", "seconds")},
+           "peak_memory_bytes": max(prev["peak_memory_bytes"], memory.peak_bytes or 0),
+           "peak_memory_delta_bytes": max(prev["peak_memory_delta_bytes"], memory.delta_bytes or 0)}
+    return raw
+
+
+def _cost(raw: dict, memory: Any) -> dict:
+    from perlhf.measure import median_step_time
+
+    timed = raw["seconds"]
     return {
-        "median_step_s": median,
-        "timed_steps": max(0, len(step_times) - warmup),
-        "examples_per_s": tokens["examples"] / timed if timed else None,
-        "real_tokens_per_s": tokens["real"] / timed if timed else None,
-        "padded_tokens_per_s": tokens["padded"] / timed if timed else None,
-        "padding_fraction": 1 - tokens["real"] / tokens["padded"] if tokens["padded"] else None,
-        "peak_memory_bytes": memory.peak_bytes,
-        "peak_memory_delta_bytes": memory.delta_bytes,
+        "median_step_s": median_step_time(raw["timed"], warmup=0) if raw["timed"] else None,
+        "timed_steps": len(raw["timed"]),
+        "examples_per_s": raw["examples"] / timed if timed else None,
+        "real_tokens_per_s": raw["real"] / timed if timed else None,
+        "padded_tokens_per_s": raw["padded"] / timed if timed else None,
+        "padding_fraction": 1 - raw["real"] / raw["padded"] if raw["padded"] else None,
+        "peak_memory_bytes": raw["peak_memory_bytes"],
+        "peak_memory_delta_bytes": raw["peak_memory_delta_bytes"],
         "peak_memory_kind": memory.kind,
         "process_peak_rss_bytes": memory.process_peak_rss_bytes,
     }
