@@ -34,6 +34,8 @@ def main() -> None:
     p.add_argument("--max-prompt-tokens", type=int, default=128)
     p.add_argument("--max-response-tokens", type=int, default=32)
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
+                   help="bf16: autocast the forward pass, as `perlhf rm --mixed-precision bf16` does")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = p.parse_args()
 
@@ -68,7 +70,9 @@ def main() -> None:
         for name in order:
             model, opt = models[name], optims[name]
             t0 = time.perf_counter()
-            loss = reward_loss(task.kind, model(batch.input_ids, batch.attention_mask), batch.labels)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.mixed_precision == "bf16"):
+                scores = model(batch.input_ids, batch.attention_mask).float()
+            loss = reward_loss(task.kind, scores, batch.labels)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -79,7 +83,7 @@ def main() -> None:
     tokens = statistics.mean(b.padded_tokens for b in batches[1:])
     result = {"task": a.task, "batch_size": a.batch_size, "rounds_timed": len(batches) - 1,
               "mean_padded_tokens_per_batch": tokens, "gradient_checkpointing": a.gradient_checkpointing,
-              "median_step_s": med, "speedup_vs_full": {n: med["full"] / m for n, m in med.items()}}
+              "mixed_precision": a.mixed_precision, "median_step_s": med, "speedup_vs_full": {n: med["full"] / m for n, m in med.items()}}
     print(json.dumps(result, indent=2))
     if a.json:
         a.json.write_text(json.dumps(result, indent=2) + "\n")
