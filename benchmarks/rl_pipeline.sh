@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SFT -> RM -> RL on Taskmaster Coffee with smollm2-135m, RL in both modes, judged against SFT.
-# The run behind benchmarks/RL_RESULTS.md. Sized for a 2-core CPU (about an hour there).
+# The run behind benchmarks/RL_RESULTS.md. Sized for a 2-core CPU (about 2 hours there).
 #
 #   bash benchmarks/rl_pipeline.sh [OUT=runs/rl-pipeline] [DATA_DIR=../shared/data]
 #
