@@ -31,6 +31,13 @@ def option(default: Any, help: str, *, choices: list[str] | None = None, short: 
     return dataclasses.field(default=default, metadata=meta)
 
 
+def mixed_precision_option() -> Any:
+    """``--mixed-precision``, the same option for every training stage (rm, sft, rl)."""
+    return option("no", "autocast forward passes to bf16 (GPUs; CPUs with AVX512-BF16 or AMX, about 1.5x faster "
+                  "on the development CPU) or fp16 (CUDA); weights and optimizer stay in --dtype",
+                  choices=["no", "bf16", "fp16"])
+
+
 def _base_type(tp: Any) -> tuple[Any, bool]:
     """(underlying type, optional?) for annotations like ``int | None``."""
     origin = typing.get_origin(tp)

@@ -38,8 +38,10 @@ def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_lora_run_trains_adapter_and_head_only(tiny_env, tmp_path, monkeypatch):
-    captured = {}
+@pytest.fixture
+def built(monkeypatch) -> dict:
+    """Captures the reward model a run builds (``model``) and a copy of its initial weights (``initial``)."""
+    captured: dict = {}
     build = reward.build_reward_model
 
     def spy(cfg):
@@ -49,8 +51,12 @@ def test_lora_run_trains_adapter_and_head_only(tiny_env, tmp_path, monkeypatch):
         return model, kind
 
     monkeypatch.setattr(reward, "build_reward_model", spy)
+    return captured
+
+
+def test_lora_run_trains_adapter_and_head_only(tiny_env, tmp_path, built):
     summary = train_reward_model(_cfg(tiny_env, tmp_path / "run"))
-    model, initial = captured["model"], captured["initial"]
+    model, initial = built["model"], built["initial"]
     changed_adapter = changed_head = 0
     for name, p in model.named_parameters():
         if "lora_" in name:
@@ -224,23 +230,13 @@ def test_resume_after_kill_9_equals_uninterrupted(tiny_env, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_bf16_mixed_precision_trains_lora_and_keeps_fp32_weights(tiny_env, tmp_path, monkeypatch):
-    captured = {}
-    build = reward.build_reward_model
-
-    def spy(cfg):
-        model, kind = build(cfg)
-        captured["model"] = model
-        captured["initial"] = {n: p.detach().clone() for n, p in model.named_parameters()}
-        return model, kind
-
-    monkeypatch.setattr(reward, "build_reward_model", spy)
+def test_bf16_mixed_precision_trains_lora_and_keeps_fp32_weights(tiny_env, tmp_path, built):
     summary = train_reward_model(_cfg(tiny_env, tmp_path / "run", mixed_precision="bf16", max_steps=3))
     assert summary["mixed_precision"] == "bf16"
-    for name, p in captured["model"].named_parameters():
+    for name, p in built["model"].named_parameters():
         assert p.dtype == torch.float32, name  # autocast: the weights and the optimizer stay fp32
         if "lora_" not in name and not name.startswith("head."):
-            assert torch.equal(p, captured["initial"][name]), name
+            assert torch.equal(p, built["initial"][name]), name
     lora_b = [v for k, v in _final_tensors(tmp_path / "run").items() if "lora_B" in k]
     assert lora_b and all(v.abs().sum() > 0 and v.dtype == torch.float32 for v in lora_b)
     assert all(isinstance(v, float) and v == v for v in summary["test"].values() if isinstance(v, float))

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from perlhf.config import config_to_dict, option
+from perlhf.config import config_to_dict, mixed_precision_option, option
 from perlhf.errors import UserError
 from perlhf.eval.metrics import reward_metrics, selection_metric
 from perlhf.models.heads import RewardInfo, RewardModel, ScalarHead, hidden_size_of, save_reward_model
@@ -100,9 +100,7 @@ class RewardConfig:
                                            "per split (validation, test)")
     dtype: str = option("float32", "backbone weight dtype (the head stays float32)",
                         choices=["float32", "bfloat16", "float16"])
-    mixed_precision: str = option("no", "autocast forward passes to bf16 (GPUs; CPUs with AVX512-BF16 or AMX, about "
-                                  "1.5x faster on the development CPU) or fp16 (CUDA); weights and optimizer stay "
-                                  "in --dtype", choices=["no", "bf16", "fp16"])
+    mixed_precision: str = mixed_precision_option()
     trust_remote_code: bool = option(False, "allow code from the model repository to run")
     seed: int = option(0, "seed for the head, the data order, the subsets and dropout")
     output_dir: str = option("runs/rm", "run directory (config, metrics.jsonl, checkpoints, final/, summary.json)")

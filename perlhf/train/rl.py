@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 import torch
 
-from perlhf.config import config_to_dict, option
+from perlhf.config import config_to_dict, mixed_precision_option, option
 from perlhf.errors import UserError
 from perlhf.io import atomic_directory, dumps_json
 from perlhf.models.backbone import POLICY, VALUE, SeparateModels, SharedBackbone, value_positions
@@ -118,9 +118,7 @@ class RLConfig:
     lora_alpha: float | None = option(None, "LoRA alpha (default: 2 x rank)")
     lora_targets: str = option("attention", "LoRA targets: attention, all-linear or module names")
     dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
-    mixed_precision: str = option("no", "autocast forward passes to bf16 (GPUs; CPUs with AVX512-BF16 or AMX, about "
-                                  "1.5x faster on the development CPU) or fp16 (CUDA); weights and optimizer stay "
-                                  "in --dtype", choices=["no", "bf16", "fp16"])
+    mixed_precision: str = mixed_precision_option()
     log_every: int = option(1, "log metrics every N steps")
     sample_every: int = option(10, "write a few (prompt, response, reward) to samples.jsonl every N steps (0: off)")
     num_samples_logged: int = option(2, "how many samples to write each time")

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from perlhf.config import config_to_dict, option
+from perlhf.config import config_to_dict, mixed_precision_option, option
 from perlhf.errors import UserError
 from perlhf.io import atomic_directory, atomic_write_json
 from perlhf.runs import (
@@ -81,9 +81,7 @@ class SFTConfig:
     keep_checkpoints: int = option(2, "complete checkpoints kept")
     log_every: int = option(10, "log training metrics every N steps")
     dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
-    mixed_precision: str = option("no", "autocast forward passes to bf16 (GPUs; CPUs with AVX512-BF16 or AMX, about "
-                                  "1.5x faster on the development CPU) or fp16 (CUDA); weights and optimizer stay "
-                                  "in --dtype", choices=["no", "bf16", "fp16"])
+    mixed_precision: str = mixed_precision_option()
     gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory, slower)")
     merge: bool = option(False, "also write <output-dir>/merged: the adapter merged into a plain model (the RL start)")
     seed: int = option(0, "random seed (data order, dropout)")
