@@ -94,12 +94,15 @@ def bf16_supported() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def time_matmul(m: int, k: int, n: int, dtype: torch.dtype, repeats: int, min_s: float = 0.2) -> list[float]:
+def time_matmul(m: int, k: int, n: int, dtype: torch.dtype, repeats: int, min_s: float = 0.2,
+                device: str = "cpu") -> list[float]:
     """FLOP/s of ``[m,k] @ [k,n]`` per repeat (each repeat loops until ``min_s`` has passed)."""
-    a = torch.randn(m, k, dtype=dtype)
-    b = torch.randn(k, n, dtype=dtype)
+    a = torch.randn(m, k, dtype=dtype, device=device)
+    b = torch.randn(k, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if a.is_cuda else (lambda: None)
     for _ in range(3):
         torch.mm(a, b)
+    sync()
     flops = 2.0 * m * k * n
     out = []
     for _ in range(repeats):
@@ -107,6 +110,7 @@ def time_matmul(m: int, k: int, n: int, dtype: torch.dtype, repeats: int, min_s:
         while True:
             torch.mm(a, b)
             iters += 1
+            sync()
             dt = time.perf_counter() - t0
             if dt >= min_s:
                 break

@@ -41,10 +41,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_rm import HWM, _status_kib  # noqa: E402
+from bench_rm import HWM, MIXED, MODEL, _status_kib, on_cuda, sync  # noqa: E402
 
 VARIANTS = ["perlhf-lora", "trl-lora", "perlhf-full", "trl-full"]
-MODEL = "smollm2-135m"
+# perlhf only, not in the default set: LoRA sampling through peft's unmerged path (no folding), and
+# --gradient-checkpointing in the learning phase
+EXTRA = ["perlhf-lora-nofold", "perlhf-lora-gc", "perlhf-full-gc"]
 PROMPTS_PER_STEP, SAMPLES, MAX_NEW, MAX_PROMPT = 4, 2, 32, 128
 BETA, TEMPERATURE = 0.05, 0.7
 LR = {"lora": 1e-4, "full": 2e-6}
@@ -66,7 +68,8 @@ def rl_prompts(data_dir: str, seed: int = 0):
     return tok, encode_rl_prompts(tok, raw, MAX_PROMPT)
 
 
-def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, reward_model: str, out: Path) -> dict:
+def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, reward_model: str, out: Path, *,
+               fold: bool = True, gradient_checkpointing: bool = False) -> dict:
     from perlhf.train.rl import RLConfig, run_rl
 
     cfg = RLConfig(policy=MODEL, reward_model=reward_model, task="hh-harmless", data_dir=data_dir,
@@ -74,7 +77,8 @@ def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, reward_model: 
                    max_new_tokens=MAX_NEW, max_prompt_tokens=MAX_PROMPT, samples_per_prompt=SAMPLES,
                    prompts_per_step=PROMPTS_PER_STEP, micro_batch_size=PROMPTS_PER_STEP * SAMPLES,
                    learning_rate=LR[mode], max_steps=steps, max_prompts=MAX_PROMPTS, lora_rank=8,
-                   sample_every=0, save_every=0, overwrite=True, seed=0)
+                   sample_every=0, save_every=0, overwrite=True, seed=0, mixed_precision=MIXED,
+                   fold_adapters=fold, gradient_checkpointing=gradient_checkpointing)
     with HWM() as mem:
         summary = run_rl(cfg)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -83,6 +87,7 @@ def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, reward_model: 
             "phases": {p: [r[f"time_{p}"] for r in rows] for p in ("sampling", "reward", "anchor", "learning")},
             "response_length": [r["response_length"] for r in rows], "kl": [r["kl"] for r in rows],
             "reward_mean": [r["reward_mean"] for r in rows], "peak_rss": mem.peak, "peak_rss_delta": mem.delta,
+            "memory_kind": mem.kind,
             "reward_placement": summary.get("reward_placement"), "trainable": summary.get("trainable_parameters")}
 
 
@@ -98,7 +103,7 @@ class PerlhfRewardFunc:
         model, info = load_reward_model(folder, dtype=torch.float32)
         if info.mode == "lora":
             model.backbone = model.backbone.merge_and_unload()
-        self.model = model.requires_grad_(False).eval()
+        self.model = model.requires_grad_(False).eval().to("cuda" if on_cuda() else "cpu")
         self.tok = load_tokenizer_for(folder, info)
         self.info = info
         self.prompts = prompts
@@ -127,8 +132,9 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, reward_model: str
                       gradient_accumulation_steps=1, num_generations=SAMPLES, max_completion_length=MAX_NEW,
                       temperature=TEMPERATURE, top_k=0, top_p=1.0, beta=BETA, num_iterations=1,
                       learning_rate=LR[mode], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-                      max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to="none", bf16=False,
-                      gradient_checkpointing=False, seed=0, use_cpu=True, dataloader_num_workers=0,
+                      max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to="none",
+                      bf16=MIXED == "bf16", gradient_checkpointing=False, seed=0, use_cpu=not on_cuda(),
+                      dataloader_num_workers=0,
                       disable_tqdm=True, log_completions=False)
 
     class Clock(TrainerCallback):
@@ -136,9 +142,11 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, reward_model: str
             self.times, self.t0, self.logs = [], None, []
 
         def on_step_begin(self, *a, **k):
+            sync()
             self.t0 = time.perf_counter()
 
         def on_step_end(self, *a, **k):
+            sync()
             self.times.append(time.perf_counter() - self.t0)
 
         def on_log(self, args, state, control, logs=None, **k):
@@ -159,18 +167,20 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, reward_model: str
         trainer.train()
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     logs = [x for x in clock.logs if "kl" in x or "reward" in x]
-    return {"step_times": clock.times, "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "trainable": trainable,
+    return {"step_times": clock.times, "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "memory_kind": mem.kind,
+            "trainable": trainable,
             "response_length": [x.get("completions/mean_length") for x in logs],
             "kl": [x.get("kl") for x in logs], "reward_mean": [x.get("reward") for x in logs],
             "ref_model_copy": trainer.ref_model is not None}
 
 
 def one(variant: str, rep: int, steps: int, warmup: int, data_dir: str, reward_model: str, out: Path) -> None:
-    lib, mode = variant.split("-")
+    lib, mode = variant.split("-")[:2]
     run_dir = out / f"{variant}-rep{rep}"
     load0 = os.getloadavg()[0]
     if lib == "perlhf":
-        res = run_perlhf(mode, steps, warmup, data_dir, reward_model, run_dir)
+        res = run_perlhf(mode, steps, warmup, data_dir, reward_model, run_dir, fold=not variant.endswith("-nofold"),
+                         gradient_checkpointing=variant.endswith("-gc"))
     else:
         res = run_trl(mode, steps, warmup, data_dir, reward_model, run_dir)
     import torch
@@ -179,7 +189,8 @@ def one(variant: str, rep: int, steps: int, warmup: int, data_dir: str, reward_m
                 "torch_threads": torch.get_num_threads(),
                 "median_step_s": statistics.median(res["step_times"][warmup:]),
                 "loadavg_start": load0, "loadavg_end": os.getloadavg()[0],
-                "process_peak_rss": _status_kib("VmHWM") * 1024})
+                "process_peak_rss": _status_kib("VmHWM") * 1024, "mixed_precision": MIXED, "model": MODEL,
+                "device": torch.cuda.get_device_name() if on_cuda() else "cpu"})
     (out / f"{variant}-rep{rep}.json").write_text(json.dumps(res, indent=1))
     lens = [x for x in res["response_length"] if x is not None]
     print(f"{variant} rep{rep}: {res['median_step_s']:.2f} s/step (steps {[round(t, 1) for t in res['step_times']]}), "
@@ -204,7 +215,7 @@ def run_all(args) -> None:
                    "--warmup", str(args.warmup), "--data-dir", args.data_dir, "--out", str(out),
                    "--reward-model", args.reward_model]
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                   "TRANSFORMERS_VERBOSITY": "error"}
+                   "TRANSFORMERS_VERBOSITY": "error", "PERLHF_BENCH_MIXED": args.mixed_precision}
             if args.threads:
                 env["OMP_NUM_THREADS"] = str(args.threads)
             r = subprocess.run(cmd, env=env)
@@ -220,9 +231,14 @@ def report(args) -> None:
         r = json.loads(p.read_text())
         by.setdefault(r["variant"], []).append(r)
     med = {}
-    print("\n| variant | reps | s/step (median) | peak RSS MiB | RSS increase MiB | mean response tokens | load |")
+    kinds = {r.get("memory_kind", "rss") for rs in by.values() for r in rs}
+    print("\nmemory: " + ", ".join({"rss": "peak RSS (VmHWM)", "cuda_allocated": "CUDA max_memory_allocated"}[k]
+                                  for k in sorted(kinds))
+          + "; devices: " + ", ".join(sorted({r.get("device", "cpu") for rs in by.values() for r in rs}))
+          + "; mixed precision: " + ", ".join(sorted({r.get("mixed_precision", "no") for rs in by.values() for r in rs})))
+    print("\n| variant | reps | s/step (median) | peak memory MiB | increase MiB | mean response tokens | load |")
     print("|---|---|---|---|---|---|---|")
-    for v in VARIANTS:
+    for v in VARIANTS + EXTRA:
         rs = by.get(v)
         if not rs:
             continue
@@ -233,7 +249,7 @@ def report(args) -> None:
         med[v] = m
         print(f"| {v} | {len(rs)} | {m['median_step_s']:.2f} | {m['peak_rss'] / 2**20:.0f} | "
               f"{m['peak_rss_delta'] / 2**20:.0f} | {m['len']:.1f} | {m['loadavg_start']:.1f} |")
-    for v in ("perlhf-lora", "perlhf-full"):
+    for v in ("perlhf-lora", "perlhf-full", *EXTRA):
         for r in by.get(v, []):
             ph = {k: statistics.median(x[r["warmup"]:]) for k, x in r.get("phases", {}).items()}
             print(f"  {v} rep{r['rep']} phases (median s): " + ", ".join(f"{k} {x:.2f}" for k, x in ph.items()))
@@ -250,6 +266,10 @@ def report(args) -> None:
     print(f"  perlhf full / lora s/step (speed-up):   {ratio('perlhf-full', 'perlhf-lora', 'median_step_s')}")
     print(f"  trl lora / full peak RSS:               {ratio('trl-lora', 'trl-full', 'peak_rss')}")
     print(f"  trl full / lora s/step (speed-up):      {ratio('trl-full', 'trl-lora', 'median_step_s')}")
+    print(f"  perlhf lora no-fold / fold s/step:      {ratio('perlhf-lora-nofold', 'perlhf-lora', 'median_step_s')}")
+    print(f"  perlhf lora-gc / full-gc peak:          {ratio('perlhf-lora-gc', 'perlhf-full-gc', 'peak_rss')}")
+    print(f"  perlhf lora-gc / full (no gc) peak:     {ratio('perlhf-lora-gc', 'perlhf-full', 'peak_rss')}")
+    print(f"  perlhf full-gc / lora-gc s/step:        {ratio('perlhf-full-gc', 'perlhf-lora-gc', 'median_step_s')}")
 
 
 def main() -> None:
@@ -264,13 +284,15 @@ def main() -> None:
         p.add_argument("--warmup", type=int, default=1)
         if name == "run":
             p.add_argument("--reps", type=int, default=1)
-            p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+            p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS + EXTRA)
+            p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                           help="bf16: autocast in both libraries (perlhf --mixed-precision bf16, TRL bf16=True)")
             p.add_argument("--overwrite", action="store_true")
             p.add_argument("--threads", type=int, default=0,
                            help="OMP_NUM_THREADS for every variant (0: torch's default). On a shared, oversubscribed "
                            "CPU, 1 avoids OpenMP barrier spinning in the many tiny decode-time GEMMs")
         if name == "one":
-            p.add_argument("--variant", required=True, choices=VARIANTS)
+            p.add_argument("--variant", required=True, choices=VARIANTS + EXTRA)
             p.add_argument("--rep", type=int, default=0)
     args = ap.parse_args()
     if args.cmd == "run":

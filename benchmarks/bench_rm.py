@@ -51,9 +51,13 @@ VARIANTS = ["perlhf-lora", "trl-lora", "perlhf-full", "trl-full"]
 GC_VARIANTS = ["perlhf-lora-gc", "perlhf-full-gc"]
 LR = {"lora": 5e-4, "full": 5e-5}
 MAX_PROMPT, MAX_RESPONSE, MAX_LEN = 192, 64, 256
-BATCH = 8
 MAX_EVAL = 32  # seeded subsets of validation and test (perlhf --max-eval-examples; the same pairs for TRL)
-MODEL = "smollm2-135m"
+# The offline default; PERLHF_BENCH_MODEL names another folder (e.g. bench_gpu.sh's random-initialised copy of
+# smollm2-135m's architecture on a machine without the GGUF: cost figures do not depend on the weights).
+MODEL = os.environ.get("PERLHF_BENCH_MODEL", "smollm2-135m")
+# no | bf16 (autocast, fp32 master weights, both libraries), set by `run --mixed-precision` for every variant
+MIXED = os.environ.get("PERLHF_BENCH_MIXED", "no")
+BATCH = int(os.environ.get("PERLHF_BENCH_BATCH", "8"))
 
 
 # ----------------------------------------------------------------------------------- memory
@@ -61,17 +65,46 @@ def _status_kib(key: str) -> int:
     return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
+def on_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def sync() -> None:
+    if on_cuda():
+        import torch
+
+        torch.cuda.synchronize()
+
+
 class HWM:
-    """Peak RSS of this process over a window: the kernel's VmHWM, reset at the start
-    (``echo 5 > /proc/self/clear_refs``), so no sampling thread competes with training."""
+    """Peak memory of this process over a window. CPU: the kernel's VmHWM (peak RSS), reset at
+    the start (``echo 5 > /proc/self/clear_refs``), so no sampling thread competes with training.
+    CUDA: the caching allocator's peak of allocated bytes (``max_memory_allocated``), reset at the
+    start; exact, unlike RSS (see RESULTS.md, "Where CPU memory goes")."""
 
     def __enter__(self):
-        Path("/proc/self/clear_refs").write_text("5")
-        self.start_rss = _status_kib("VmRSS") * 1024
+        import torch
+
+        self.kind = "cuda_allocated" if on_cuda() else "rss"
+        if self.kind == "cuda_allocated":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start_rss = torch.cuda.memory_allocated()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.start_rss = _status_kib("VmRSS") * 1024
         return self
 
     def __exit__(self, *exc):
-        self.peak = _status_kib("VmHWM") * 1024
+        import torch
+
+        if self.kind == "cuda_allocated":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self.peak = _status_kib("VmHWM") * 1024
         self.delta = self.peak - self.start_rss
 
 
@@ -118,12 +151,16 @@ def lora_param_count() -> int:
 
 
 def quick_peak(seconds: float = 2.0) -> float:
-    """fp32 matmul FLOP/s right now (2048^3), to set this run's achieved FLOP/s against the
-    machine as it is at that moment (the 2 cores are shared)."""
+    """Matmul FLOP/s right now, to set this run's achieved FLOP/s against the machine as it is at
+    that moment (the 2 cores are shared): 2048^3 on CPU, 8192^3 on CUDA, in the training's matmul
+    dtype (bf16 under --mixed-precision bf16, else fp32; no TF32)."""
     import torch
     from bench_limit import time_matmul
 
-    return max(time_matmul(2048, 2048, 2048, torch.float32, repeats=max(1, int(seconds / 0.25)), min_s=0.25))
+    dtype = torch.bfloat16 if MIXED == "bf16" else torch.float32
+    if on_cuda():
+        return max(time_matmul(8192, 8192, 8192, dtype, repeats=3, min_s=0.25, device="cuda"))
+    return max(time_matmul(2048, 2048, 2048, dtype, repeats=max(1, int(seconds / 0.25)), min_s=0.25))
 
 
 # ----------------------------------------------------------------------------------- one run
@@ -136,7 +173,7 @@ def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, out: Path, see
                        max_prompt_tokens=MAX_PROMPT, max_response_tokens=MAX_RESPONSE, eval_batch_size=16,
                        eval_untrained=False, report_to="none", progress=False, output_dir=str(out),
                        overwrite=True, seed=seed, max_eval_examples=MAX_EVAL,
-                       gradient_checkpointing=gradient_checkpointing)
+                       gradient_checkpointing=gradient_checkpointing, mixed_precision=MIXED)
     with HWM() as mem:
         summary = train_reward_model(cfg)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -147,7 +184,8 @@ def run_perlhf(mode: str, steps: int, warmup: int, data_dir: str, out: Path, see
             "real_tokens": sum(r["real_tokens"] for r in timed),
             "padded_tokens": sum(r["padded_tokens"] for r in timed), "timed_seconds": sum(r["step_s"] for r in timed),
             "timed_steps": len(timed), "test_accuracy": summary["test"]["accuracy"], "test_n": summary["test"]["n"],
-            "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "perlhf_cost": summary["cost"],
+            "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "memory_kind": mem.kind,
+            "perlhf_cost": summary["cost"],
             "trainable_params": summary["params"]["trainable"]}
 
 
@@ -166,8 +204,9 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, s
     args = TRLRewardConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH,
                            gradient_accumulation_steps=1, learning_rate=LR[mode], lr_scheduler_type="constant",
                            warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, logging_steps=steps,
-                           save_strategy="no", eval_strategy="no", report_to="none", bf16=False,
-                           gradient_checkpointing=False, max_length=MAX_LEN, seed=seed, data_seed=seed, use_cpu=True,
+                           save_strategy="no", eval_strategy="no", report_to="none", bf16=MIXED == "bf16",
+                           gradient_checkpointing=False, max_length=MAX_LEN, seed=seed, data_seed=seed,
+                           use_cpu=not on_cuda(),
                            dataloader_num_workers=0, disable_tqdm=True)
 
     class Clock(TrainerCallback):
@@ -175,9 +214,11 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, s
             self.times, self.t0 = [], None
 
         def on_step_begin(self, *a, **k):
+            sync()
             self.t0 = time.perf_counter()
 
         def on_step_end(self, *a, **k):
+            sync()
             self.times.append(time.perf_counter() - self.t0)
 
     clock = Clock()
@@ -205,12 +246,13 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, s
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     # Held-out accuracy on the same test pairs, scored in eval mode, batches sorted by length.
     model = trainer.model.eval()
+    device = next(model.parameters()).device
     test = splits["test"]
     n = len(test)
     scores = [0.0] * (2 * n)
     with torch.inference_mode():
         for idx in eval_batches(test.lengths, 16):
-            b = test.batch(idx, tok.pad_token_id)
+            b = test.batch(idx, tok.pad_token_id).to(device)
             s = model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits.squeeze(-1)
             for j, i in enumerate(idx):
                 scores[i], scores[n + i] = float(s[j]), float(s[len(idx) + j])
@@ -220,7 +262,8 @@ def run_trl(mode: str, steps: int, warmup: int, data_dir: str, out: Path, tok, s
     return {"step_times": times, "max_width": max(c[1] // (2 * BATCH) for c in counts[:steps]),
             "real_tokens": sum(c[0] for c in timed), "padded_tokens": sum(c[1] for c in timed),
             "timed_seconds": sum(times[warmup:]), "timed_steps": len(times[warmup:]), "test_accuracy": acc,
-            "test_n": n, "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "trainable_params": trainable}
+            "test_n": n, "peak_rss": mem.peak, "peak_rss_delta": mem.delta, "memory_kind": mem.kind,
+            "trainable_params": trainable}
 
 
 def one(variant: str, rep: int, steps: int, warmup: int, data_dir: str, out: Path) -> None:
@@ -249,7 +292,8 @@ def one(variant: str, rep: int, steps: int, warmup: int, data_dir: str, out: Pat
         "achieved_flops": flops / res["timed_seconds"], "matmul_peak_now": peak_now,
         "params": counts, "n_lora": n_lora, "torch_threads": torch.get_num_threads(),
         "loadavg_start": load0, "loadavg_end": os.getloadavg()[0],
-        "process_peak_rss": _status_kib("VmHWM") * 1024,
+        "process_peak_rss": _status_kib("VmHWM") * 1024, "mixed_precision": MIXED, "model": MODEL,
+        "device": torch.cuda.get_device_name() if on_cuda() else "cpu",
     })
     (out / f"{variant}-rep{rep}.json").write_text(json.dumps(res, indent=1))
     print(f"{variant} rep{rep}: {res['median_step_s']:.2f} s/step, {res['examples_per_s']:.2f} ex/s, "
@@ -273,10 +317,12 @@ def run_all(args) -> None:
             cmd = [sys.executable, __file__, "one", "--variant", v, "--rep", str(rep), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--data-dir", args.data_dir, "--out", str(out)]
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                   "TRANSFORMERS_VERBOSITY": "error"}
+                   "TRANSFORMERS_VERBOSITY": "error", "PERLHF_BENCH_MIXED": args.mixed_precision,
+                   "PERLHF_BENCH_BATCH": str(args.batch)}
             if args.threads:
                 env["OMP_NUM_THREADS"] = str(args.threads)
-            subprocess.run(cmd, check=True, env=env)
+            if subprocess.run(cmd, env=env).returncode:
+                print(f"{v} rep{rep}: FAILED", flush=True)
     report(args)
 
 
@@ -317,6 +363,11 @@ def report(args) -> None:
               f"{m['max_width']:.0f} | {m['achieved_flops'] / 1e9:.1f} | "
               f"{m['pct_now']:.0%} | {pct_machine} | {m['test_accuracy']:.3f} (n={rs[0]['test_n']}) | "
               f"{m['loadavg_start']:.1f} |")
+    kinds = {r.get("memory_kind", "rss") for rs in by.values() for r in rs}
+    print("\nmemory columns: " + ", ".join({"rss": "peak RSS (VmHWM)", "cuda_allocated":
+                                          "CUDA max_memory_allocated"}[k] for k in sorted(kinds))
+          + "; devices: " + ", ".join(sorted({r.get("device", "cpu") for rs in by.values() for r in rs}))
+          + "; mixed precision: " + ", ".join(sorted({r.get("mixed_precision", "no") for rs in by.values() for r in rs})))
     if peak:
         print(f"\nmachine fp32 matmul peak (bench_limit.py, {args.limit}): {peak / 1e9:.1f} GFLOP/s")
 
@@ -397,6 +448,9 @@ def main() -> None:
         p.add_argument("--warmup", type=int, default=1)
         if name == "run":
             p.add_argument("--reps", type=int, default=2)
+            p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                           help="bf16: autocast in both libraries (perlhf --mixed-precision bf16, TRL bf16=True)")
+            p.add_argument("--batch", type=int, default=8, help="pairs per step")
             p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS + GC_VARIANTS)
             p.add_argument("--overwrite", action="store_true", help="rerun variants whose JSON exists")
             p.add_argument("--threads", type=int, default=0,

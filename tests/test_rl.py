@@ -338,3 +338,90 @@ def test_bf16_autocast_keeps_step0_kl_zero_and_learns():
     first = sum(r["reward_mean"] for r in history[:4]) / 4
     last = sum(r["reward_mean"] for r in history[-3:]) / 3
     assert last > first + 1.0, [round(r["reward_mean"], 2) for r in history]
+
+
+# -- forward-only phases with the adapter folded ------------------------------------------------------
+def _perturb_adapters(model: SharedBackbone) -> None:
+    with torch.no_grad():
+        for n, p in model.peft.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.2)
+
+
+def test_folded_policy_matches_the_adapter_and_puts_the_base_back_bit_for_bit():
+    models = SharedBackbone(tiny(), LORA, with_value=True)
+    _perturb_adapters(models)
+    models.eval()
+    before = {n: p.detach().clone() for n, p in models.base_parameters().items()}
+    storage = {n: p.data_ptr() for n, p in models.base_parameters().items()}
+    params = dict(models.base_parameters())  # the objects: inside the fold they hang under other names
+    ids = torch.tensor([[5, 9, 11, 7, 8, 3]])
+    with torch.no_grad():
+        with models.policy() as policy:
+            ref = policy(input_ids=ids).logits
+        with models.sampler() as folded:
+            got = folded(input_ids=ids).logits
+            changed = any(not torch.equal(p, before[n]) for n, p in params.items())
+            assert not any("lora_" in n for n, _ in folded.named_parameters())  # plain layers, no peft path
+        with models.anchor() as anchor:
+            plain = anchor(input_ids=ids).logits
+    assert changed  # the fold really swapped weights in
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ref, plain, atol=1e-3)  # the adapter matters, so the match above means something
+    for n, p in models.base_parameters().items():
+        assert torch.equal(p, before[n]) and p.data_ptr() == storage[n], n
+    with pytest.raises(RuntimeError, match="boom"), models.sampler():
+        raise RuntimeError("boom")
+    assert all(torch.equal(p, before[n]) for n, p in models.base_parameters().items())
+    assert all(p.requires_grad for g in models.parameter_groups().values() for p in g)
+    assert not any(p.requires_grad for p in models.base_parameters().values())
+
+
+def test_folded_reward_adapter_scores_like_the_unfolded_one(tmp_path):
+    sft = sft_model(tiny())
+    folder = _reward_adapter(tmp_path, sft)
+    scores = {}
+    for fold in (True, False):
+        c = cfg(mode="lora", reward_model=str(folder), reward_placement="shared", fold_adapters=fold)
+        models = build_models(c, sft_model(tiny()))
+        load_reward(c, models, torch.device("cpu"), torch.float32, policy_tokenizer=IdTokenizer())
+        models.eval()
+        ids = torch.tensor([[5, 9, 11, 7, 8, 3], [0, 0, 5, 6, 7, 2]])
+        mask = (ids != 0).long()
+        with torch.no_grad(), models.reward_model() as rm:
+            scores[fold] = rm(ids, mask)
+    torch.testing.assert_close(scores[True], scores[False], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_gradient_checkpointing_gives_the_same_gradients_and_saves_less(mode):
+    """--gradient-checkpointing: same gradients, and far fewer activations kept for backward."""
+    from perlhf.train.rl import _learning_mode
+
+    grads, saved = {}, {}
+    for ckpt in (False, True):
+        c = cfg(mode=mode, baseline="value", gradient_checkpointing=ckpt)
+        models = build_models(c, sft_model(tiny()))
+        if mode == "lora":
+            _perturb_adapters(models)
+        models.eval()
+        torch.manual_seed(0)
+        with models.sampler() as policy:
+            roll = sample(policy, IdTokenizer(), [p.ids for p in PROMPTS[:3]], max_new_tokens=6)
+        logp_anchor = anchor_logprobs(models, roll, 1.0, micro_batch_size=3)
+        saved[ckpt] = 0
+
+        def pack(t, ckpt=ckpt):
+            saved[ckpt] += t.numel()
+            return t
+
+        with _learning_mode(models, ckpt), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            learn_from_rollout(models, roll, torch.tensor([1.0, 0.0, 2.0]), logp_anchor, c)
+        assert not models.training  # back to eval for the next sampling phase
+        grads[ckpt] = {k: [p.grad.clone() for p in g if p.grad is not None]
+                       for k, g in models.parameter_groups().items()}
+    assert saved[True] < saved[False] / 3, saved
+    for k in grads[False]:
+        assert len(grads[False][k]) == len(grads[True][k]) > 0
+        for a, b in zip(grads[False][k], grads[True][k], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

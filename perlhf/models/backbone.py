@@ -12,6 +12,11 @@ merged SFT model — and puts everything else on it (DESIGN.md):
 * ``reward`` (optional): a reward model's LoRA adapter and head, when it was
   trained on these very base weights (checked by fingerprint), frozen.
 
+Forward-only phases (sampling, reward scoring) run with their adapter *folded*:
+the adapted weights are swapped for scratch ``W + s·B·A`` copies and put back
+bit for bit afterwards (:meth:`SharedBackbone.folded`), so they cost what the
+plain model costs. Learning always runs through peft's adapter path.
+
 peft's ``set_adapter`` marks the active adapter trainable and every other one
 frozen; :meth:`SharedBackbone.use` re-applies the intended flags after each
 switch (policy and value trainable, reward and base frozen), so switching
@@ -74,7 +79,8 @@ class SharedBackbone(nn.Module):
 
     mode = "lora"
 
-    def __init__(self, base: nn.Module, lora: LoraOptions, *, with_value: bool = True, seed: int = 0):
+    def __init__(self, base: nn.Module, lora: LoraOptions, *, with_value: bool = True, seed: int = 0,
+                 fold_adapters: bool = True):
         super().__init__()
         from peft import get_peft_model
 
@@ -86,6 +92,7 @@ class SharedBackbone(nn.Module):
             p.requires_grad_(False)
         self.anchor_fingerprint = base_fingerprint(base)
         self.lora = lora
+        self.fold_adapters = fold_adapters
         cfg = lora_config(base, lora)  # resolved on the plain model, before peft injects its layers
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -120,10 +127,62 @@ class SharedBackbone(nn.Module):
         yield self.peft
 
     @contextlib.contextmanager
+    def sampler(self) -> Iterator[nn.Module]:
+        """The policy for forward-only use (sampling): the ``policy`` adapter folded into the weights."""
+        with self.folded(POLICY) as model:
+            yield model
+
+    @contextlib.contextmanager
     def anchor(self) -> Iterator[nn.Module]:
         """The anchor: the backbone with every adapter disabled, i.e. the merged SFT model."""
-        with self.peft.disable_adapter():
+        with self.folded(None) as model:
+            yield model
+
+    @contextlib.contextmanager
+    def folded(self, name: str | None) -> Iterator[nn.Module]:
+        """The backbone as a plain model computing ``W + s·B·A`` of adapter ``name`` (``None``: ``W``),
+        for forward-only phases (sampling, reward scoring, the anchor).
+
+        peft's path costs two extra small matmuls per adapted projection and token, plus a Python
+        wrapper per layer; in a decode loop that is a large share of the sampling time, most of all
+        on a GPU, where the loop is launch-bound. peft's ``merge_adapter`` would add the delta into
+        the shared base in place and subtract it afterwards, which drifts the frozen base (and so
+        the anchor) by rounding every step. Here each LoRA layer is replaced in its parent by its
+        base layer, whose weight is swapped for a scratch ``W + delta``; on exit the layers and the
+        original weight tensors are put back, bit for bit. Costs one scratch copy of the adapted
+        weights while open. Falls back to peft's path (``set_adapter`` / ``disable_adapter``) when
+        folding is off or a layer cannot be folded (DoRA, embeddings, a merged adapter).
+        """
+        slots = _lora_slots(self.peft)
+        if not self.fold_adapters or not slots or not all(_foldable(m) for _, _, m in slots):
+            with contextlib.ExitStack() as stack:
+                if name is None:
+                    stack.enter_context(self.peft.disable_adapter())
+                else:
+                    self.use(name)
+                try:
+                    yield self.peft
+                finally:
+                    self.use(POLICY)
+            return
+        swapped: list[tuple[nn.Parameter, torch.Tensor]] = []
+        try:
+            for parent, attr, layer in slots:
+                base = layer.get_base_layer()
+                if name is not None and name in layer.lora_A:
+                    weight = base.weight
+                    with torch.no_grad(), torch.autocast(weight.device.type, enabled=False):
+                        scratch = weight.data + layer.get_delta_weight(name).to(weight.dtype)
+                    swapped.append((weight, weight.data))
+                    weight.data = scratch
+                setattr(parent, attr, base)
             yield self.peft
+        finally:
+            for parent, attr, layer in slots:
+                setattr(parent, attr, layer)
+            for weight, original in swapped:
+                weight.data = original
+            self.use(POLICY)
 
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``V`` at every position, ``(B, L)``, through the ``value`` adapter and head."""
@@ -144,13 +203,11 @@ class SharedBackbone(nn.Module):
 
     @contextlib.contextmanager
     def reward_model(self) -> Iterator[RewardModel]:
+        """The reward model (forward only): the ``reward`` adapter folded into the weights, and its head."""
         if self.reward_head is None:
             raise RuntimeError("no reward adapter attached")
-        self.use(REWARD)
-        try:
-            yield RewardModel(self.peft, self.reward_head)
-        finally:
-            self.use(POLICY)
+        with self.folded(REWARD) as model:
+            yield RewardModel(model, self.reward_head)
 
     # -- training ----------------------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -257,6 +314,10 @@ class SeparateModels(nn.Module):
         yield self.policy_model
 
     @contextlib.contextmanager
+    def sampler(self) -> Iterator[nn.Module]:
+        yield self.policy_model
+
+    @contextlib.contextmanager
     def anchor(self) -> Iterator[nn.Module]:
         yield self.anchor_model
 
@@ -302,6 +363,28 @@ class SeparateModels(nn.Module):
 
     def merged_policy(self) -> nn.Module:
         return self.policy_model
+
+
+def _lora_slots(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """``(parent, attribute, layer)`` of every peft LoRA layer (outermost only)."""
+    from peft.tuners.lora import LoraLayer
+
+    slots = []
+    for parent in model.modules():
+        if isinstance(parent, LoraLayer):
+            continue  # its base layer lives inside it
+        for attr, child in parent.named_children():
+            if isinstance(child, LoraLayer):
+                slots.append((parent, attr, child))
+    return slots
+
+
+def _foldable(layer: nn.Module) -> bool:
+    """A plain LoRA linear (no DoRA, not merged) whose delta ``get_delta_weight`` gives exactly."""
+    from peft.tuners.lora import Linear
+
+    return (type(layer) is Linear and not any(getattr(layer, "use_dora", {}).values())
+            and not layer.merged and isinstance(layer.get_base_layer(), nn.Linear))
 
 
 def _freeze_output_head(model: nn.Module) -> None:

@@ -33,6 +33,7 @@ is exactly the sampler's. Every random draw of a step is seeded by ``(seed, step
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import statistics
@@ -119,6 +120,10 @@ class RLConfig:
     lora_targets: str = option("attention", "LoRA targets: attention, all-linear or module names")
     dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
     mixed_precision: str = mixed_precision_option()
+    gradient_checkpointing: bool = option(False, "learning phase: recompute activations in the backward pass "
+                                          "(less memory, about a third more learning time)")
+    fold_adapters: bool = option(True, "lora: sample and score rewards with the adapter folded into scratch copies "
+                                 "of the adapted weights (faster; costs one copy of those weights meanwhile)")
     log_every: int = option(1, "log metrics every N steps")
     sample_every: int = option(10, "write a few (prompt, response, reward) to samples.jsonl every N steps (0: off)")
     num_samples_logged: int = option(2, "how many samples to write each time")
@@ -375,7 +380,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
         mem = PeakMemory(accelerator.device).start()
         t_step = time.perf_counter()
         with timer.step(), accelerator.autocast():
-            with timer.phase("sampling"), models.policy() as policy:
+            with timer.phase("sampling"), models.sampler() as policy:
                 rollout = sample(policy, tokenizer, [p.ids for p in expanded], max_new_tokens=cfg.max_new_tokens,
                                  temperature=cfg.temperature, eos_token_ids=eos_token_ids)
             with timer.phase("reward"):
@@ -385,7 +390,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
                 check_finite(step, reward=rewards[bad[0]].item())
             with timer.phase("anchor"):
                 logp_anchor = anchor_logprobs(models, rollout, cfg.temperature, cfg.micro_batch_size)
-            with timer.phase("learning"):
+            with timer.phase("learning"), _learning_mode(models, cfg.gradient_checkpointing):
                 stats = learn_from_rollout(models, rollout, rewards, logp_anchor, cfg)
                 check_finite(step, policy_loss=stats.policy_loss, value_loss=stats.value_loss, kl=stats.kl)
                 _all_reduce_grads(params, accelerator)
@@ -441,6 +446,29 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
             run.prune_checkpoints(cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
     return history
+
+
+@contextlib.contextmanager
+def _learning_mode(models, checkpointing: bool):
+    """Checkpointed layers recompute only in train mode; dropout was zeroed by :func:`build_models`."""
+    if not checkpointing:
+        yield
+        return
+    models.train()
+    try:
+        yield
+    finally:
+        models.eval()
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Zero every dropout (modules and attention dropout): the learner must see the sampler's distribution."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        config = getattr(m, "config", None)
+        if config is not None and getattr(config, "attention_dropout", None):
+            config.attention_dropout = 0.0
 
 
 def _log_samples(run: RunDir, step: int, prompts: Sequence[RLPrompt], rollout: Rollout, rewards: torch.Tensor,
@@ -603,11 +631,16 @@ def _sequence_classifier_reward(name: str, device, dtype, cfg: RLConfig) -> Text
 def build_models(cfg: RLConfig, sft_model: torch.nn.Module) -> SharedBackbone | SeparateModels:
     """The policy/value/anchor networks of the chosen mode, from the SFT model."""
     with_value = cfg.baseline == "value"
+    if cfg.gradient_checkpointing:
+        from perlhf.train.reward import enable_gradient_checkpointing
+
+        disable_dropout(sft_model)
+        enable_gradient_checkpointing(sft_model)  # copied with the model in full mode
     if cfg.mode == "lora":
         from perlhf.models.lora import LoraOptions
 
         opts = LoraOptions(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=0.0, targets=cfg.lora_targets)
-        return SharedBackbone(sft_model, opts, with_value=with_value, seed=cfg.seed)
+        return SharedBackbone(sft_model, opts, with_value=with_value, seed=cfg.seed, fold_adapters=cfg.fold_adapters)
     return SeparateModels.from_model(sft_model, with_value=with_value)
 
 
