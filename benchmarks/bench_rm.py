@@ -339,7 +339,9 @@ def report(args) -> None:
 
     out = Path(args.out)
     by = _load(out)
-    peak = load_peak(args.limit)
+    mixed = {r.get("mixed_precision", "no") for rs in by.values() for r in rs}
+    on_gpu = any(r.get("device", "cpu") != "cpu" for rs in by.values() for r in rs)
+    peak = None if on_gpu else load_peak(args.limit, "bfloat16" if mixed == {"bf16"} else "float32")
     med = {}
     print("\n| variant | reps | s/step (median) | examples/s | peak RSS MiB | RSS increase MiB | padding | "
           "real / padded tokens per timed step | widest batch | GFLOP/s (real tokens) | % of matmul peak now | "
@@ -369,7 +371,8 @@ def report(args) -> None:
           + "; devices: " + ", ".join(sorted({r.get("device", "cpu") for rs in by.values() for r in rs}))
           + "; mixed precision: " + ", ".join(sorted({r.get("mixed_precision", "no") for rs in by.values() for r in rs})))
     if peak:
-        print(f"\nmachine fp32 matmul peak (bench_limit.py, {args.limit}): {peak / 1e9:.1f} GFLOP/s")
+        print(f"\nmachine {'bf16' if mixed == {'bf16'} else 'fp32'} matmul peak (bench_limit.py, {args.limit}): "
+              f"{peak / 1e9:.1f} GFLOP/s")
 
     def ratio(a, b, key, inv=False):
         if a in med and b in med:

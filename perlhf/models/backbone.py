@@ -147,11 +147,16 @@ class SharedBackbone(nn.Module):
         wrapper per layer; in a decode loop that is a large share of the sampling time, most of all
         on a GPU, where the loop is launch-bound. peft's ``merge_adapter`` would add the delta into
         the shared base in place and subtract it afterwards, which drifts the frozen base (and so
-        the anchor) by rounding every step. Here each LoRA layer is replaced in its parent by its
-        base layer, whose weight is swapped for a scratch ``W + delta``; on exit the layers and the
-        original weight tensors are put back, bit for bit. Costs one scratch copy of the adapted
-        weights while open. Falls back to peft's path (``set_adapter`` / ``disable_adapter``) when
-        folding is off or a layer cannot be folded (DoRA, embeddings, a merged adapter).
+        the anchor) by rounding every step. Here each LoRA layer is *shadowed* in its parent by a
+        plain linear holding ``W + delta`` (a scratch tensor); the shared weights are never written.
+
+        Under autocast the shadows hold their weights already in the autocast dtype, and every other
+        linear (MLP, LM head) is shadowed by a cast copy too: autocast caches its casts only for
+        weights that require grad, so a frozen base would otherwise be cast again at every decoded
+        token, which full fine-tuning's trainable weights are not. Costs one scratch copy of the
+        shadowed weights while open. Falls back to peft's path (``set_adapter`` /
+        ``disable_adapter``) when folding is off or a layer cannot be folded (DoRA, embeddings,
+        quantized or merged layers).
         """
         slots = _lora_slots(self.peft)
         if not self.fold_adapters or not slots or not all(_foldable(m) for _, _, m in slots):
@@ -165,23 +170,26 @@ class SharedBackbone(nn.Module):
                 finally:
                     self.use(POLICY)
             return
-        swapped: list[tuple[nn.Parameter, torch.Tensor]] = []
+        device_type = slots[0][2].get_base_layer().weight.device.type
+        cast = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+        shadowed: list[tuple[nn.Module, str, nn.Module]] = []
         try:
-            for parent, attr, layer in slots:
-                base = layer.get_base_layer()
-                if name is not None and name in layer.lora_A:
+            with torch.no_grad(), torch.autocast(device_type, enabled=False):
+                for parent, attr, layer in slots:
+                    base = layer.get_base_layer()
                     weight = base.weight
-                    with torch.no_grad(), torch.autocast(weight.device.type, enabled=False):
-                        scratch = weight.data + layer.get_delta_weight(name).to(weight.dtype)
-                    swapped.append((weight, weight.data))
-                    weight.data = scratch
-                setattr(parent, attr, base)
+                    if name is not None and name in layer.lora_A:
+                        weight = weight + layer.get_delta_weight(name).to(weight.dtype)
+                    shadowed.append((parent, attr, layer))
+                    setattr(parent, attr, _FrozenLinear(weight, base.bias, cast))
+                if cast is not None:
+                    for parent, attr, linear in _plain_linear_slots(self.peft):
+                        shadowed.append((parent, attr, linear))
+                        setattr(parent, attr, _FrozenLinear(linear.weight, linear.bias, cast))
             yield self.peft
         finally:
-            for parent, attr, layer in slots:
-                setattr(parent, attr, layer)
-            for weight, original in swapped:
-                weight.data = original
+            for parent, attr, module in reversed(shadowed):
+                setattr(parent, attr, module)
             self.use(POLICY)
 
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -380,11 +388,30 @@ def _lora_slots(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
 
 
 def _foldable(layer: nn.Module) -> bool:
-    """A plain LoRA linear (no DoRA, not merged) whose delta ``get_delta_weight`` gives exactly."""
+    """A plain LoRA linear (no DoRA, not merged, not quantized) whose delta ``get_delta_weight`` gives exactly."""
     from peft.tuners.lora import Linear
 
     return (type(layer) is Linear and not any(getattr(layer, "use_dora", {}).values())
-            and not layer.merged and isinstance(layer.get_base_layer(), nn.Linear))
+            and not layer.merged and type(layer.get_base_layer()) is nn.Linear)
+
+
+def _plain_linear_slots(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
+    """``(parent, attribute, layer)`` of every plain ``nn.Linear`` (not quantized subclasses)."""
+    return [(parent, attr, child) for parent in model.modules() for attr, child in parent.named_children()
+            if type(child) is nn.Linear]
+
+
+class _FrozenLinear(nn.Module):
+    """A forward-only linear over given tensors (held as plain attributes, not parameters)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.weight = weight.detach() if dtype is None else weight.detach().to(dtype)
+        self.bias = None if bias is None else (bias.detach() if dtype is None else bias.detach().to(dtype))
+        self.in_features, self.out_features = self.weight.shape[1], self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
 
 
 def _freeze_output_head(model: nn.Module) -> None:

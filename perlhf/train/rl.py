@@ -122,8 +122,9 @@ class RLConfig:
     mixed_precision: str = mixed_precision_option()
     gradient_checkpointing: bool = option(False, "learning phase: recompute activations in the backward pass "
                                           "(less memory, about a third more learning time)")
-    fold_adapters: bool = option(True, "lora: sample and score rewards with the adapter folded into scratch copies "
-                                 "of the adapted weights (faster; costs one copy of those weights meanwhile)")
+    fold_adapters: bool = option(True, "lora: sampling, shared-reward scoring and the anchor run on plain layers, the "
+                                 "adapter folded into scratch copies of the adapted weights (faster; costs one copy "
+                                 "of those weights meanwhile). false: through peft's adapter path")
     log_every: int = option(1, "log metrics every N steps")
     sample_every: int = option(10, "write a few (prompt, response, reward) to samples.jsonl every N steps (0: off)")
     num_samples_logged: int = option(2, "how many samples to write each time")
