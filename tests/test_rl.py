@@ -443,3 +443,13 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_saves_less(mode):
         assert len(grads[False][k]) == len(grads[True][k]) > 0
         for a, b in zip(grads[False][k], grads[True][k], strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_train_rl_with_gradient_checkpointing_runs_and_keeps_step0_kl_zero(mode):
+    c = cfg(mode=mode, baseline="value", gradient_checkpointing=True, max_steps=2)
+    models = build_models(c, sft_model(tiny()))
+    history = train_rl(c, models, TokenCountReward(TARGET), PROMPTS, IdTokenizer())
+    assert len(history) == 2 and history[0]["kl"] == 0.0
+    assert not models.training  # sampling after the learning phase runs in eval mode again
+    assert all(m.p == 0.0 for m in models.modules() if isinstance(m, torch.nn.Dropout))
