@@ -126,3 +126,27 @@ def test_resume_reaches_the_same_adapter(tmp_path):
     assert a.keys() == b.keys() and a
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_gradient_checkpointing_same_gradients_fewer_saved_activations(mode):
+    grads, saved = {}, {}
+    batch = collate_sft(_examples(), PAD)
+    for ckpt in (False, True):
+        c = SFTConfig(mode=mode, lora_targets="all-linear", lora_rank=4, gradient_checkpointing=ckpt)
+        model = prepare_sft_model(make_tiny_causal_lm(VOCAB, seed=0), c)
+        model.train()
+        saved[ckpt] = 0
+
+        def pack(t, ckpt=ckpt):
+            saved[ckpt] += t.numel()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            losses, mask = sft_token_losses(model, batch)
+            (losses.sum() / mask.sum()).backward()
+        grads[ckpt] = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    assert saved[True] < saved[False] / 2, saved
+    assert len(grads[True]) == len(grads[False]) > 0
+    for a, b in zip(grads[False], grads[True], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

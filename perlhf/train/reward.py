@@ -244,6 +244,8 @@ def make_reward_model(backbone: torch.nn.Module, cfg: RewardConfig) -> RewardMod
     if getattr(backbone, "config", None) is not None:
         backbone.config.use_cache = False
     if cfg.gradient_checkpointing:
+        from perlhf.models.loading import enable_gradient_checkpointing
+
         enable_gradient_checkpointing(backbone)
         if cfg.mode == "lora":
             # Inputs must require grad for checkpointed segments whose weights are all frozen.
@@ -261,15 +263,6 @@ def make_reward_model(backbone: torch.nn.Module, cfg: RewardConfig) -> RewardMod
     model.head.requires_grad_(True)
     model.train()
     return model
-
-
-def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    """Non-reentrant activation checkpointing (works with frozen weights, LoRA and DDP)."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _freeze_unused_lm_head(model: torch.nn.Module) -> None:

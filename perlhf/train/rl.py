@@ -633,7 +633,7 @@ def build_models(cfg: RLConfig, sft_model: torch.nn.Module) -> SharedBackbone | 
     """The policy/value/anchor networks of the chosen mode, from the SFT model."""
     with_value = cfg.baseline == "value"
     if cfg.gradient_checkpointing:
-        from perlhf.train.reward import enable_gradient_checkpointing
+        from perlhf.models.loading import enable_gradient_checkpointing
 
         disable_dropout(sft_model)
         enable_gradient_checkpointing(sft_model)  # copied with the model in full mode

@@ -195,7 +195,9 @@ def prepare_sft_model(model: torch.nn.Module, cfg: SFTConfig) -> torch.nn.Module
         for p in model.parameters():
             p.requires_grad_(True)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        from perlhf.models.loading import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model)
     return model
 
 
