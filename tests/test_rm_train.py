@@ -278,3 +278,38 @@ def test_rl_cli_on_jsonl_prompts_under_torchrun_two_processes_and_resume(tiny_en
     train = [r for r in rows if r.get("split") == "train"]
     assert [r["step"] for r in train] == [1, 2, 3]
     assert all(r["episodes"] == 4 for r in train)  # 2 prompts x 2 samples, over both processes
+
+
+def test_split_by_tokens_respects_the_cap_and_keeps_order():
+    from perlhf.train.batching import split_by_tokens
+
+    lengths = [3, 5, 5, 7, 20, 8]
+    items = [0, 1, 2, 3, 5, 4]  # sorted by length
+    assert split_by_tokens(items, lengths, 2, None) == [items]
+    chunks = split_by_tokens(items, lengths, 2, 30)
+    assert [i for c in chunks for i in c] == items
+    for c in chunks:
+        assert len(c) == 1 or 2 * len(c) * max(lengths[i] for i in c) <= 30
+    assert chunks[-1] == [4]  # wider than the cap alone: a chunk of its own
+    assert chunks == [[0, 1, 2], [3], [5], [4]]
+
+
+@pytest.mark.parametrize("path", ["pairs.jsonl", "ratings.jsonl"])
+def test_micro_batch_tokens_gives_the_same_training(tiny_env, tmp_path, path):
+    """Cutting each batch into several forward passes under a token cap changes memory, not the result."""
+    runs = {}
+    for cap in (None, 48):
+        out = tmp_path / f"run-{cap}"
+        summary = train_reward_model(_cfg(tiny_env, out, path=str(tiny_env / path), mode="full", max_steps=3,
+                                          eval_every=3, micro_batch_tokens=cap))
+        runs[cap] = (_final_tensors(out), summary)
+    def padded(cap):
+        rows = [json.loads(line) for line in (tmp_path / f"run-{cap}" / "metrics.jsonl").read_text().splitlines()]
+        return sum(r["padded_tokens"] for r in rows if r["split"] == "train")
+
+    assert padded(48) < padded(None)  # the batches really were cut (narrower passes pad less)
+    ref, capped = runs[None][0], runs[48][0]
+    assert ref.keys() == capped.keys()
+    for k in ref:
+        torch.testing.assert_close(capped[k], ref[k], atol=1e-5, rtol=1e-4)
+    assert runs[48][1]["test"]["accuracy"] == runs[None][1]["test"]["accuracy"]

@@ -66,6 +66,31 @@ def split_micro_batches(batch: Sequence[int], lengths: Sequence[int], n_micro: i
     return [ordered[k * size:(k + 1) * size] for k in range(n_micro)]
 
 
+def split_by_tokens(items: Sequence[int], lengths: Sequence[int], rows_per_item: int,
+                    max_tokens: int | None) -> list[list[int]]:
+    """Cut ``items`` (in the given order) into consecutive chunks whose padded size,
+    ``rows_per_item x len(chunk) x widest length``, stays within ``max_tokens``.
+
+    A single item wider than the cap is a chunk of its own. ``None``: one chunk. Given items
+    sorted by length (as micro-batches are), each chunk holds similar lengths.
+    """
+    if max_tokens is None:
+        return [list(items)]
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    for i in items:
+        w = max(width, lengths[i])
+        if current and rows_per_item * (len(current) + 1) * w > max_tokens:
+            chunks.append(current)
+            current, w = [], lengths[i]
+        current.append(i)
+        width = w
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 def eval_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """All examples, sorted by length, in batches (the last one may be short)."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))

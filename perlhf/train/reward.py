@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -50,7 +51,14 @@ from perlhf.runs import (
     seed_everything,
     step_seed,
 )
-from perlhf.train.batching import Batch, collate, eval_batches, split_micro_batches, step_schedule
+from perlhf.train.batching import (
+    Batch,
+    collate,
+    eval_batches,
+    split_by_tokens,
+    split_micro_batches,
+    step_schedule,
+)
 from perlhf.train.losses import reward_loss
 
 log = logging.getLogger(__name__)
@@ -85,6 +93,10 @@ class RewardConfig:
     max_grad_norm: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
     batch_size: int = option(16, "examples (pairs or rated responses) per optimizer step, over all processes")
     grad_accum: int = option(1, "micro-batches per process per optimizer step (gradient accumulation)")
+    micro_batch_tokens: int | None = option(None, "cap on the padded tokens of one forward pass (rows x width; a "
+                                            "pair is 2 rows): wider micro-batches are cut into several passes "
+                                            "whose gradients add up to the same step, so peak activation memory "
+                                            "follows this cap, not the widest batch")
     eval_batch_size: int = option(16, "examples per evaluation forward pass (per process)")
     max_steps: int = option(200, "optimizer steps to train")
     eval_every: int = option(50, "validate, keep the best weights and checkpoint every N steps (and at the end)")
@@ -120,7 +132,7 @@ class RewardConfig:
                      "max_prompt_tokens", "max_response_tokens", "bucket_window"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("max_train_examples", "max_eval_examples"):
+        for name in ("max_train_examples", "max_eval_examples", "micro_batch_tokens"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -159,7 +171,7 @@ class EncodedSplit:
     def __len__(self) -> int:
         return len(self.first)
 
-    @property
+    @functools.cached_property
     def lengths(self) -> list[int]:
         if self.second is None:
             return [len(s) for s in self.first]
@@ -384,16 +396,22 @@ def train_step(model: Any, optimizer: Any, scheduler: Any, accelerator: Any, cfg
     loss_sum = torch.zeros((), device=accelerator.device)
     acc_sum = 0.0
     real = padded = 0
-    for j, m in enumerate(mine):
-        batch = train.batch(micro[m], pad_id).to(accelerator.device)
-        torch.manual_seed(step_seed(cfg.seed, step) + m)
-        sync = accelerator.no_sync(model) if j < len(mine) - 1 else contextlib.nullcontext()
+    rows = 2 if kind == "pair" else 1
+    # --micro-batch-tokens: each micro-batch in one or more forward passes, each pass's loss weighted
+    # by its share of the micro-batch, so the gradient is the micro-batch mean either way.
+    passes = [(m, c) for m in mine for c in split_by_tokens(micro[m], train.lengths, rows, cfg.micro_batch_tokens)]
+    for j, (m, chunk) in enumerate(passes):
+        batch = train.batch(chunk, pad_id).to(accelerator.device)
+        if chunk[0] == micro[m][0]:
+            torch.manual_seed(step_seed(cfg.seed, step) + m)
+        weight = len(chunk) / len(micro[m])
+        sync = accelerator.no_sync(model) if j < len(passes) - 1 else contextlib.nullcontext()
         with sync:
             scores = model(batch.input_ids, batch.attention_mask)
             loss = reward_loss(kind, scores, batch.labels)
-            accelerator.backward(loss / cfg.grad_accum)
-        loss_sum += loss.detach()
-        acc_sum += batch_accuracy(kind, scores.detach(), batch.labels)
+            accelerator.backward(loss * (weight / cfg.grad_accum))
+        loss_sum += loss.detach() * weight
+        acc_sum += batch_accuracy(kind, scores.detach(), batch.labels) * weight
         real += batch.real_tokens
         padded += batch.padded_tokens
     step_loss = float(accelerator.reduce(loss_sum / cfg.grad_accum, reduction="mean"))
