@@ -16,18 +16,7 @@ import statistics
 import time
 
 import torch
-
-from bench_precision import build
-
-
-def one_step(body, ids: torch.Tensor, autocast: bool) -> float:
-    t = time.perf_counter()
-    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
-        hidden = body(input_ids=ids).last_hidden_state
-    hidden[:, -1].float().sum().backward()
-    for p in body.parameters():
-        p.grad = None
-    return time.perf_counter() - t
+from bench_precision import build, one_step
 
 
 def main() -> None:

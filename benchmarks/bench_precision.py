@@ -32,7 +32,7 @@ def build(dtype: str, mode: str):
 
 def one_step(body, ids: torch.Tensor, autocast: bool) -> float:
     t = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
         hidden = body(input_ids=ids).last_hidden_state
     hidden[:, -1].float().sum().backward()
     for p in body.parameters():

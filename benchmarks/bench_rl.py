@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_rm import HWM, MIXED, MODEL, _status_kib, on_cuda, sync  # noqa: E402
+from bench_rm import HWM, MIXED, MODEL, _status_kib, describe_runs, on_cuda, sync  # noqa: E402
 
 VARIANTS = ["perlhf-lora", "trl-lora", "perlhf-full", "trl-full"]
 # perlhf only, not in the default set: LoRA sampling through peft's unmerged path (no folding), and
@@ -231,11 +231,7 @@ def report(args) -> None:
         r = json.loads(p.read_text())
         by.setdefault(r["variant"], []).append(r)
     med = {}
-    kinds = {r.get("memory_kind", "rss") for rs in by.values() for r in rs}
-    print("\nmemory: " + ", ".join({"rss": "peak RSS (VmHWM)", "cuda_allocated": "CUDA max_memory_allocated"}[k]
-                                  for k in sorted(kinds))
-          + "; devices: " + ", ".join(sorted({r.get("device", "cpu") for rs in by.values() for r in rs}))
-          + "; mixed precision: " + ", ".join(sorted({r.get("mixed_precision", "no") for rs in by.values() for r in rs})))
+    print("\n" + describe_runs(by))
     print("\n| variant | reps | s/step (median) | peak memory MiB | increase MiB | mean response tokens | load |")
     print("|---|---|---|---|---|---|---|")
     for v in VARIANTS + EXTRA:

@@ -334,6 +334,16 @@ def _load(out: Path) -> dict[str, list[dict]]:
     return by
 
 
+def describe_runs(by: dict[str, list[dict]]) -> str:
+    """How the runs' memory was measured, on which devices, at which precision (for a report)."""
+    def values(key: str, default: str) -> list[str]:
+        return sorted({r.get(key, default) for rs in by.values() for r in rs})
+
+    names = {"rss": "peak RSS (VmHWM)", "cuda_allocated": "CUDA max_memory_allocated"}
+    return (f"memory: {', '.join(names[k] for k in values('memory_kind', 'rss'))}; devices: "
+            f"{', '.join(values('device', 'cpu'))}; mixed precision: {', '.join(values('mixed_precision', 'no'))}")
+
+
 def report(args) -> None:
     from bench_limit import load_peak
 
@@ -365,11 +375,7 @@ def report(args) -> None:
               f"{m['max_width']:.0f} | {m['achieved_flops'] / 1e9:.1f} | "
               f"{m['pct_now']:.0%} | {pct_machine} | {m['test_accuracy']:.3f} (n={rs[0]['test_n']}) | "
               f"{m['loadavg_start']:.1f} |")
-    kinds = {r.get("memory_kind", "rss") for rs in by.values() for r in rs}
-    print("\nmemory columns: " + ", ".join({"rss": "peak RSS (VmHWM)", "cuda_allocated":
-                                          "CUDA max_memory_allocated"}[k] for k in sorted(kinds))
-          + "; devices: " + ", ".join(sorted({r.get("device", "cpu") for rs in by.values() for r in rs}))
-          + "; mixed precision: " + ", ".join(sorted({r.get("mixed_precision", "no") for rs in by.values() for r in rs})))
+    print("\n" + describe_runs(by))
     if peak:
         print(f"\nmachine {'bf16' if mixed == {'bf16'} else 'fp32'} matmul peak (bench_limit.py, {args.limit}): "
               f"{peak / 1e9:.1f} GFLOP/s")

@@ -12,10 +12,11 @@ merged SFT model — and puts everything else on it (DESIGN.md):
 * ``reward`` (optional): a reward model's LoRA adapter and head, when it was
   trained on these very base weights (checked by fingerprint), frozen.
 
-Forward-only phases (sampling, reward scoring) run with their adapter *folded*:
-the adapted weights are swapped for scratch ``W + s·B·A`` copies and put back
-bit for bit afterwards (:meth:`SharedBackbone.folded`), so they cost what the
-plain model costs. Learning always runs through peft's adapter path.
+Forward-only phases (sampling, reward scoring, the anchor) run with their
+adapter *folded*: each LoRA layer is shadowed by a plain linear holding a
+scratch ``W + s·B·A`` (cast to the autocast dtype under autocast), and the
+shared weights are never written (:meth:`SharedBackbone.folded`), so they cost
+what the plain model costs. Learning always runs through peft's adapter path.
 
 peft's ``set_adapter`` marks the active adapter trainable and every other one
 frozen; :meth:`SharedBackbone.use` re-applies the intended flags after each
