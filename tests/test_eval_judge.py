@@ -71,3 +71,32 @@ def test_eval_config_needs_policies_and_a_judge():
     with pytest.raises(UserError, match="give a judge"):
         EvalConfig(sft="a", rl="b").validate()
     EvalConfig(sft="a", rl="b", judge_rm="j").validate()
+
+
+def test_win_rate_counts_ties_half_with_a_standard_error():
+    from perlhf.eval.judge import win_rate
+
+    rate, se = win_rate({"win": 0.5, "tie": 0.5, "loss": 0.0, "n": 100})
+    assert rate == pytest.approx(0.75)
+    assert se == pytest.approx((0.625 - 0.75 ** 2) ** 0.5 / 10)  # E[s^2] = 0.5 + 0.25 * 0.5
+    assert win_rate({"win": 1.0, "tie": 0.0, "loss": 0.0, "n": 10}) == (1.0, 0.0)
+
+
+def _info(fp, task="t", shard="1/2", auc=0.85, se=0.02, n=256):
+    return {"base_fingerprint": fp, "task": task,
+            "extra": {"train_shard": shard, "test": {"auc": auc, "auc_se": se, "n": n}}}
+
+
+def test_judge_independence_flags_shared_weights_data_and_weak_judges():
+    from perlhf.eval.judge import judge_independence
+
+    ok = judge_independence(_info("a"), _info("b", shard="2/2"))
+    assert ok["shares_backbone"] is False and ok["shares_data"] is False and ok["too_weak"] is False
+    assert judge_independence(_info("a"), _info("a", shard="2/2"))["shares_backbone"] is True
+    assert judge_independence(_info("a"), _info("b", shard="1/2"))["shares_data"] is True
+    assert judge_independence(_info("a", shard="all"), _info("b", shard="2/2"))["shares_data"] is True
+    assert judge_independence(_info("a"), _info("b", task="other", shard="1/2"))["shares_data"] is False
+    assert judge_independence(_info("a"), _info("b", shard="2/2", auc=0.53, se=0.02))["too_weak"] is True
+    weak_acc = {"base_fingerprint": "b", "extra": {"test": {"accuracy": 0.55, "n": 64}}}
+    assert judge_independence(None, weak_acc)["too_weak"] is True  # 0.05 < 2 * sqrt(.2475/64) = 0.124
+    assert judge_independence(None, {"base_fingerprint": "b"})["too_weak"] is True  # unknown strength

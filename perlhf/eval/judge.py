@@ -19,6 +19,7 @@ sampling settings and seed. Then:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -44,6 +45,46 @@ def win_tie_loss(scores_a: Sequence[float], scores_b: Sequence[float], tie_margi
     win = sum(1 for a, b in zip(scores_a, scores_b, strict=True) if a - b > tie_margin)
     loss = sum(1 for a, b in zip(scores_a, scores_b, strict=True) if b - a > tie_margin)
     return {"win": win / n, "tie": (n - win - loss) / n, "loss": loss / n, "n": n}
+
+
+def win_rate(rates: dict[str, float]) -> tuple[float, float]:
+    """Win rate with ties counted half, and its standard error over the ``n`` judged prompts
+    (``sqrt(var / n)`` of the per-prompt score 1 / 0.5 / 0)."""
+    n = rates["n"]
+    w = rates["win"] + 0.5 * rates["tie"]
+    second = rates["win"] + 0.25 * rates["tie"]  # E[score^2]
+    return w, ((second - w * w) / n) ** 0.5 if n else float("nan")
+
+
+def _shards_overlap(a: str | None, b: str | None) -> bool:
+    if not a or not b or a == "all" or b == "all":
+        return True
+    (i, k), (j, m) = (tuple(int(x) for x in s.split("/")) for s in (a, b))
+    return k != m or i == j  # different shard counts: not provably disjoint
+
+
+def judge_independence(training: dict[str, Any] | None, judge: dict[str, Any]) -> dict[str, Any]:
+    """What a judge reward model shares with the training reward model, and whether it is strong
+    enough to give a verdict. Both are ``perlhf_reward.json`` contents.
+
+    - ``shares_backbone``: same base-weights fingerprint;
+    - ``shares_data``: same task and training shards that are not provably disjoint;
+    - ``too_weak``: its own test AUC (or accuracy) within 2 standard errors of chance (0.5), or unknown.
+    """
+    test = (judge.get("extra") or {}).get("test") or {}
+    metric = "auc" if test.get("auc") is not None else "accuracy"
+    value, n = test.get(metric), test.get("n")
+    se = test.get("auc_se") if metric == "auc" else None
+    if value is not None and se is None and n:
+        se = (value * (1 - value) / n) ** 0.5
+    too_weak = value is None or se is None or value - 0.5 <= 2 * se
+    out = {"metric": metric, "test": value, "test_se": se, "too_weak": too_weak,
+           "shares_backbone": None, "shares_data": None}
+    if training is not None:
+        out["shares_backbone"] = training.get("base_fingerprint") == judge.get("base_fingerprint")
+        out["shares_data"] = (training.get("task") == judge.get("task") and _shards_overlap(
+            (training.get("extra") or {}).get("train_shard"), (judge.get("extra") or {}).get("train_shard")))
+    return out
 
 
 def both_orders_verdict(a_first_prefers_a: bool, b_first_prefers_a: bool) -> str:
@@ -262,8 +303,19 @@ def run_eval(cfg: Any) -> dict[str, Any]:
 
     if cfg.judge_rm:
         a, b = rm_scores(cfg.judge_rm)
+        rates = win_tie_loss(a, b, cfg.tie_margin)
+        rate, se = win_rate(rates)
+        checks = judge_independence(_reward_info(cfg.reward_model), _reward_info(cfg.judge_rm))
         report["judge_rm"] = {"folder": cfg.judge_rm, "mean_rl": _mean(a), "mean_sft": _mean(b),
-                              "tie_margin": cfg.tie_margin, **win_tie_loss(a, b, cfg.tie_margin)}
+                              "tie_margin": cfg.tie_margin, **rates, "win_rate": rate, "win_rate_se": se,
+                              "judge": checks, "verdict": _verdict(checks, rate, se)}
+        for flag, what in (("shares_backbone", "backbone weights"), ("shares_data", "training data")):
+            if checks[flag]:
+                log.warning("the judge %s shares its %s with the training reward model: its verdict is not "
+                            "independent", cfg.judge_rm, what)
+        if checks["too_weak"]:
+            log.warning("the judge %s is too weak to judge (test %s %s): no verdict", cfg.judge_rm,
+                        checks["metric"], checks["test"])
     if cfg.reward_model:
         a, b = rm_scores(cfg.reward_model)
         report["training_reward"] = {"folder": cfg.reward_model, "mean_rl": _mean(a), "mean_sft": _mean(b),
@@ -284,6 +336,23 @@ def run_eval(cfg: Any) -> dict[str, Any]:
                                      "rl": a, "sft": b}, indent=None) + "\n")
     atomic_write_json(cfg.output, report)
     return report
+
+
+def _reward_info(folder: str | None) -> dict[str, Any] | None:
+    if not folder:
+        return None
+    from perlhf.models.heads import REWARD_INFO
+
+    path = Path(folder) / REWARD_INFO
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _verdict(checks: dict[str, Any], rate: float, se: float) -> str:
+    """``better`` / ``worse`` when the win rate is 2 standard errors from 50%, else ``level``;
+    ``none`` from a judge too weak to judge."""
+    if checks["too_weak"]:
+        return "none (judge too weak)"
+    return "better" if rate - 0.5 > 2 * se else "worse" if 0.5 - rate > 2 * se else "level"
 
 
 def _mean(xs: Sequence[float]) -> float:

@@ -642,7 +642,8 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
                           max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens,
                           task_kind=kind, task=cfg.task, backbone=backbone_kind,
                           lora=dataclasses.asdict(cfg.lora_options()) if cfg.mode == "lora" else None,
-                          extra={"best_step": state["best_step"], "test": test})
+                          extra={"best_step": state["best_step"], "test": test,
+                                 "train_shard": cfg.train_shard, "seed": cfg.seed})
         save_reward_model(inner, run.path / "final", info, tokenizer)
         reporter.log(cfg.max_steps, "test", test)
         run.write_summary(summary)
