@@ -1,0 +1,167 @@
+"""Tables and a plot for benchmarks/sentiment_pipeline.sh: reward models against their baselines, the
+judge's own strength, RL learning curves (window means with standard errors), KL, length, and the
+judge's verdict on each RL policy against the starting policy.
+
+    python benchmarks/sentiment_report.py runs/sentiment [--window 5] > runs/sentiment/report.md
+
+Baselines beside each reward model, on the same test subset: the untrained model, the majority
+class, and length-only rules (the AUC of "longer is positive" on the response length, and of its
+reverse, "shorter is positive"; the better of the two is an upper bound on any length-only
+logistic rule's AUC, since AUC only depends on the ranking).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from perlhf.eval.metrics import auc_standard_error, roc_auc
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def windows(history: list[dict[str, Any]], key: str, size: int) -> list[tuple[int, int, float, float]]:
+    """(first step, last step, mean, standard error) of ``key`` per window of ``size`` steps. The
+    reward's error pools the episodes of the window (per-step std and episode counts)."""
+    out = []
+    for i in range(0, len(history), size):
+        w = history[i:i + size]
+        means = [r[key] for r in w]
+        m = statistics.fmean(means)
+        if key == "reward_mean" and all("reward_std" in r and "episodes" in r for r in w):
+            n = sum(r["episodes"] for r in w)
+            within = sum(r["reward_std"] ** 2 * r["episodes"] for r in w) / n
+            between = sum(r["episodes"] * (r[key] - m) ** 2 for r in w) / n
+            se = math.sqrt((within + between) / n)
+        else:
+            se = statistics.stdev(means) / math.sqrt(len(means)) if len(means) > 1 else float("nan")
+        out.append((w[0]["step"], w[-1]["step"], m, se))
+    return out
+
+
+def length_baselines(task: str, n: int, seed: int) -> dict[str, float]:
+    """AUC of response length (and of its reverse) on the reward model's own test subset."""
+    from perlhf.data import load_task
+    from perlhf.train.reward import subset
+
+    test = subset(load_task(task).split("test"), n, seed)
+    labels = [r.label for r in test]
+    lengths = [len(r.response) for r in test]
+    longer = roc_auc(lengths, labels)
+    pos, neg = sum(labels), len(labels) - sum(labels)
+    return {"longer_positive_auc": longer, "shorter_positive_auc": 1 - longer,
+            "auc_se": auc_standard_error(max(longer, 1 - longer), pos, neg), "n": len(labels)}
+
+
+def rm_table(out: Path) -> list[str]:
+    lines = ["| reward model | backbone | mode | test AUC | test accuracy | untrained AUC | majority | "
+             "length-only AUC (longer / shorter wins) | n |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in ("rm", "judge"):
+        if not (out / name / "summary.json").is_file():
+            continue
+        import yaml
+
+        cfg = yaml.safe_load((out / name / "config.yaml").read_text()) or {}
+        info = load(out / name / "final" / "perlhf_reward.json")
+        test = info["extra"]["test"]
+        untrained = next((r for r in rows(out / name / "metrics.jsonl") if r.get("split") == "untrained"), {})
+        lb = length_baselines(info["task"], cfg.get("max_eval_examples") or test["n"], cfg.get("seed", 0))
+        acc_se = math.sqrt(test["accuracy"] * (1 - test["accuracy"]) / test["n"])
+        lines.append(f"| {name} | {info['base_model']} | {info['mode']} | {test['auc']:.3f} ± {test['auc_se']:.3f} | "
+                     f"{test['accuracy']:.3f} ± {acc_se:.3f} | {untrained.get('test_auc', float('nan')):.3f} | "
+                     f"{test['majority_baseline']:.3f} | {lb['longer_positive_auc']:.3f} / "
+                     f"{lb['shorter_positive_auc']:.3f} (± {lb['auc_se']:.3f}) | {test['n']} |")
+    return lines
+
+
+def rl_tables(out: Path, size: int) -> tuple[list[str], dict[str, list]]:
+    curves: dict[str, list] = {}
+    lines = ["| mode | steps | training reward (window mean ± SE) | KL to anchor | response tokens |",
+             "|---|---|---|---|---|"]
+    for mode in ("lora", "full"):
+        f = out / f"rl-{mode}" / "metrics.jsonl"
+        if not f.is_file():
+            continue
+        hist = [r for r in rows(f) if r.get("split", "train") == "train" and "reward_mean" in r]
+        curves[mode] = hist
+        rw, kl, ln = windows(hist, "reward_mean", size), windows(hist, "kl", size), windows(hist, "response_length", size)
+        for (a, b, m, se), (_, _, k, _), (_, _, n, _) in zip(rw, kl, ln, strict=True):
+            lines.append(f"| {mode} | {a}-{b} | {m:+.3f} ± {se:.3f} | {k:.3f} | {n:.1f} |")
+    return lines, curves
+
+
+def eval_table(out: Path) -> tuple[list[str], dict[str, float]]:
+    lines = ["| mode | judge win / tie / loss vs start | judge win rate (ties half) ± SE | verdict | "
+             "training RM win rate | judge mean score RL / start | KL (held-out) | chars RL / start | "
+             "RL step (s) | RL peak memory (MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    gains = {}
+    for mode in ("lora", "full"):
+        f = out / f"eval-{mode}.json"
+        if not f.is_file():
+            continue
+        e = load(f)
+        j, t = e["judge_rm"], e["training_reward"]
+        s = load(out / f"rl-{mode}" / "summary.json")
+        rate, se = j.get("win_rate", j["win"] + j["tie"] / 2), j.get("win_rate_se", float("nan"))
+        gains[mode] = rate - 0.5
+        peak = s.get("peak_memory_bytes_max_step") or s.get("peak_memory_bytes") or float("nan")
+        lines.append(f"| {mode} | {j['win']:.0%} / {j['tie']:.0%} / {j['loss']:.0%} | {rate:.3f} ± {se:.3f} | "
+                     f"{j.get('verdict', '?')} | {t['win'] + t['tie'] / 2:.3f} | {j['mean_rl']:.3f} / "
+                     f"{j['mean_sft']:.3f} | {e['kl_rl_to_sft']:.2f} | {e['response_chars']['rl']:.0f} / "
+                     f"{e['response_chars']['sft']:.0f} | {s.get('median_seconds_per_step', float('nan')):.1f} | "
+                     f"{peak / 2**20:.0f} |")
+    return lines, gains
+
+
+def plot(curves: dict[str, list], size: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for (mode, hist), color in zip(curves.items(), ("tab:blue", "tab:red", "tab:green"), strict=False):
+        w = windows(hist, "reward_mean", size)
+        x = [(a + b) / 2 for a, b, _, _ in w]
+        ax1.plot([r["step"] for r in hist], [r["reward_mean"] for r in hist], alpha=0.25, color=color)
+        ax1.errorbar(x, [m for _, _, m, _ in w], yerr=[se for *_, se in w], marker="o", capsize=3, color=color,
+                     label=f"{mode} ({size}-step windows ± SE)")
+        ax2.plot([r["step"] for r in hist], [r["kl"] for r in hist], label=mode, color=color)
+    ax1.set(xlabel="RL step", ylabel="training reward", title="reward (sentiment RM)")
+    ax2.set(xlabel="RL step", ylabel="KL to anchor (per sequence)", title="KL")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--window", type=int, default=5)
+    args = ap.parse_args()
+    rl_lines, curves = rl_tables(args.out, args.window)
+    ev_lines, gains = eval_table(args.out)
+    print("## Reward models (test split)\n", *rm_table(args.out), "", sep="\n")
+    print("## RL learning curves\n", *rl_lines, "", sep="\n")
+    print("## Judged against the starting policy (held-out test prompts)\n", *ev_lines, "", sep="\n")
+    if "lora" in gains and "full" in gains and gains["full"] > 0:
+        print(f"LoRA's judge gain / full's: {gains['lora']:+.3f} / {gains['full']:+.3f} = "
+              f"{gains['lora'] / gains['full']:.0%}\n")
+    if curves:
+        plot(curves, args.window, args.out / "learning_curves.png")
+        print("![learning curves](learning_curves.png)")
+
+
+if __name__ == "__main__":
+    main()
