@@ -59,6 +59,18 @@ class Budget:
 FULL = Budget(sft_steps=16, sft_batch=8, rm_steps=24, rm_batch=8, rm_eval_examples=64, rm_eval_every=12,
               rl_steps=8, rl_prompts_per_step=4, rl_samples_per_prompt=2, max_prompt_tokens=160,
               max_response_tokens=48, max_new_tokens=24, eval_prompts=24)
+# The offline sentiment task (no SFT step; a MiniLM judge): sized from benchmarks/SENTIMENT_RESULTS.md.
+SENTIMENT = Budget(sft_steps=0, sft_batch=0, rm_steps=40, rm_batch=16, rm_eval_examples=256, rm_eval_every=20,
+                   rl_steps=20, rl_prompts_per_step=4, rl_samples_per_prompt=4, max_prompt_tokens=64,
+                   max_response_tokens=40, max_new_tokens=24, eval_prompts=128)
+SENTIMENT_QUICK = Budget(sft_steps=0, sft_batch=0, rm_steps=2, rm_batch=4, rm_eval_examples=16, rm_eval_every=2,
+                         rl_steps=2, rl_prompts_per_step=2, rl_samples_per_prompt=2, max_prompt_tokens=64,
+                         max_response_tokens=24, max_new_tokens=8, eval_prompts=4)
+#: Rated tasks whose policy is the instruct model itself (no SFT) and whose judge is an encoder.
+SENTIMENT_TASKS = ("rotten-tomatoes-sentiment", "imdb-sentiment")
+SENTIMENT_JUDGE = "minilm-l6"
+#: Per-stage, per-mode learning rates of the sentiment task (SENTIMENT_RESULTS.md), and its LoRA targets.
+SENTIMENT_LR = {("rm", "lora"): "1e-3", ("rm", "full"): "5e-5", ("rl", "lora"): "5e-4", ("rl", "full"): "2e-5"}
 QUICK = Budget(sft_steps=2, sft_batch=4, rm_steps=2, rm_batch=4, rm_eval_examples=8, rm_eval_every=2,
                rl_steps=2, rl_prompts_per_step=2, rl_samples_per_prompt=2, max_prompt_tokens=96,
                max_response_tokens=24, max_new_tokens=8, eval_prompts=4)
@@ -92,7 +104,7 @@ class Step:
 
 
 def _plan(b: Budget) -> list[Step]:
-    return [Step("sft", 1.0, b.sft_steps), Step("rm full", 1.6, b.rm_steps), Step("rm lora", 1.0, b.rm_steps),
+    return [*([Step("sft", 1.0, b.sft_steps)] if b.sft_steps else []), Step("rm full", 1.6, b.rm_steps), Step("rm lora", 1.0, b.rm_steps),
             Step("rm judge", 1.0, b.rm_steps), Step("rl full", 2.2, b.rl_steps), Step("rl lora", 1.6, b.rl_steps),
             Step("eval full", 0.6, 0), Step("eval lora", 0.6, 0)]
 
@@ -145,18 +157,22 @@ def _shown(cmd: list[str]) -> str:
     return "perlhf " + shlex.join(cmd[3:])
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    b = QUICK if cfg.quick else FULL
-    logging.getLogger("perlhf.compare").setLevel(logging.WARNING)  # the progress bars say what runs
-    out = Path(cfg.report_dir)
-    prepare_report_dir(out, cfg.overwrite)
-    runs = out / "runs"
-    progress = Progress(_plan(b))
-    data = ["--data-dir", cfg.data_dir] if cfg.data_dir else []
-    commands: list[str] = []
-    t0 = time.perf_counter()
+def budget_for(cfg: DemoConfig) -> Budget:
+    if cfg.task in SENTIMENT_TASKS:
+        return SENTIMENT_QUICK if cfg.quick else SENTIMENT
+    return QUICK if cfg.quick else FULL
 
-    # 1. SFT: LoRA, merged into a plain model = the RL start and the KL anchor.
+
+def _mode_args(cfg: DemoConfig, stage: str, mode: Mode) -> list[str]:
+    """The sentiment task's per-mode learning rates and all-linear LoRA; nothing for the others."""
+    if cfg.task not in SENTIMENT_TASKS:
+        return []
+    kind = "full" if mode.rank is None else "lora"
+    return ["--learning-rate", SENTIMENT_LR[(stage, kind)], *(["--lora-targets", "all-linear"] if mode.rank else [])]
+
+
+def _run_sft(cfg: DemoConfig, b: Budget, runs: Path, data: list[str], progress: Progress,
+             commands: list[str]) -> Path:
     sft_dir = runs / "sft"
     sft_cmd = _perlhf("sft", "--model", cfg.model, "--task", cfg.sft_task, *data, "--mode", "lora",
                       "--lora-rank", str(cfg.lora_rank), "--merge", "true", "--max-steps", str(b.sft_steps),
@@ -172,6 +188,27 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     if rc != 0 or not sft_model.is_dir():
         raise UserError(f"the SFT step failed (exit {rc}): {last_error(runs / 'sft.log')}; "
                         f"full log: {runs / 'sft.log'}")
+    return sft_model
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    b = budget_for(cfg)
+    sentiment = cfg.task in SENTIMENT_TASKS
+    logging.getLogger("perlhf.compare").setLevel(logging.WARNING)  # the progress bars say what runs
+    out = Path(cfg.report_dir)
+    prepare_report_dir(out, cfg.overwrite)
+    runs = out / "runs"
+    progress = Progress(_plan(b))
+    data = ["--data-dir", cfg.data_dir] if cfg.data_dir else []
+    commands: list[str] = []
+    t0 = time.perf_counter()
+
+    # 1. SFT: LoRA, merged into a plain model = the RL start and the KL anchor. The sentiment task
+    #    starts from the instruct model itself, which already writes review-like text.
+    if sentiment:
+        sft_model = cfg.model
+    else:
+        sft_model = _run_sft(cfg, b, runs, data, progress, commands)
 
     # 2. Reward models on the SFT model: full and LoRA on shard 1/2 of the training conversations,
     #    the judge (LoRA) on shard 2/2, so the judge never saw the policy's reward data.
@@ -181,17 +218,27 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                "--batch-size", str(b.rm_batch), "--eval-every", str(b.rm_eval_every),
                "--max-eval-examples", str(b.rm_eval_examples), "--max-train-examples",
                # at least 64: a tiny random subset of an 86%-positive task can hold one label only
-               str(max(64, b.rm_steps * b.rm_batch)), "--max-prompt-tokens", str(b.max_prompt_tokens),
+               str(2000 if sentiment else max(64, b.rm_steps * b.rm_batch)), "--max-prompt-tokens", str(b.max_prompt_tokens),
                "--max-response-tokens", str(b.max_response_tokens), "--seed", str(cfg.seed),
                "--report-to", "none"]
     rm_results: list[ModeResult] = []
     for mode in modes:
         name = f"rm {'full' if mode.rank is None else 'lora'}"
-        res = run_mode("rm", mode, out, [*rm_args, "--train-shard", "1/2"], on_progress=progress.begin(name))
+        res = run_mode("rm", mode, out, [*rm_args, "--train-shard", "1/2", *_mode_args(cfg, "rm", mode)],
+                       on_progress=progress.begin(name))
         progress.end(name, res.status)
         rm_results.append(res)
         commands.append(res.command)
-    judge = run_mode("rm", lora, out, [*rm_args, "--train-shard", "2/2", "--seed", str(cfg.seed + 1)],
+    # The sentiment judge is an encoder with its own weights and tokenizer (full fine-tuning of MiniLM);
+    # the others are a LoRA reward model on the SFT model.
+    judge_mode, judge_args = lora, []
+    if sentiment:
+        judge_mode = Mode("full", None)
+        judge_args = ["--model", SENTIMENT_JUDGE, "--learning-rate", "1e-4", "--warmup-steps", "5",
+                      "--batch-size", str(2 * b.rm_batch), "--max-steps", str(max(2, b.rm_steps * 3 // 2)),
+                      "--max-eval-examples", str(2 * b.rm_eval_examples)]
+    judge = run_mode("rm", judge_mode, out, [*rm_args, "--train-shard", "2/2", "--seed", str(cfg.seed + 1),
+                                             *judge_args],
                      on_progress=progress.begin("rm judge"), run_name="rm-judge")
     progress.end("rm judge", judge.status)
     commands.append(judge.command)
@@ -211,9 +258,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                    "--samples-per-prompt", str(b.rl_samples_per_prompt), "--max-new-tokens", str(b.max_new_tokens),
                    "--max-prompt-tokens", str(b.max_prompt_tokens), "--max-prompts",
                    str(b.rl_steps * b.rl_prompts_per_step), "--seed", str(cfg.seed)]
+        if sentiment:  # RLOO over the samples of a prompt (SENTIMENT_RESULTS.md)
+            rl_args += ["--baseline", "rloo"]
         for mode in modes:
             name = f"rl {'full' if mode.rank is None else 'lora'}"
-            res = run_mode("rl", mode, out, rl_args, on_progress=progress.begin(name))
+            res = run_mode("rl", mode, out, [*rl_args, *_mode_args(cfg, "rl", mode)],
+                           on_progress=progress.begin(name))
             progress.end(name, res.status)
             rl_results.append(res)
             commands.append(res.command)
@@ -229,7 +279,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                           *(["--judge-rm", str(judge_dir)] if judge_dir else []), "--task", cfg.task, *data,
                           "--split", "test", "--num-prompts", str(b.eval_prompts),
                           "--max-new-tokens", str(b.max_new_tokens), "--max-prompt-tokens", str(b.max_prompt_tokens),
-                          "--seed", str(cfg.seed), "--output", str(eval_out))
+                          "--batch-size", "16", "--seed", str(cfg.seed), "--output", str(eval_out))
             commands.append(_shown(cmd))
             rc = run_process(cmd, runs / f"eval-{mode.slug}.log")
             progress.end(name, "ok" if rc == 0 else "failed")
@@ -259,8 +309,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 def _eval_quality(ev: dict[str, Any]) -> dict[str, float]:
     q: dict[str, float] = {}
     if "judge_rm" in ev:
-        q.update({"judge_win": ev["judge_rm"]["win"], "judge_tie": ev["judge_rm"]["tie"],
-                  "judge_loss": ev["judge_rm"]["loss"]})
+        j = ev["judge_rm"]
+        q.update({"judge_win": j["win"], "judge_tie": j["tie"], "judge_loss": j["loss"]})
+        if "win_rate" in j:
+            q.update({"judge_win_rate": j["win_rate"], "judge_win_rate_se": j["win_rate_se"]})
     if "training_reward" in ev:
         q["heldout_reward_gain"] = ev["training_reward"]["gain"]
     if isinstance(ev.get("kl_rl_to_sft"), int | float):
@@ -288,6 +340,8 @@ def main_table(rm: list[ModeResult], rl: list[ModeResult]) -> list[dict[str, Any
             "rl_kl": r_rl.quality.get("kl_last"),
             "judge_win": r_rl.quality.get("judge_win"), "judge_tie": r_rl.quality.get("judge_tie"),
             "judge_loss": r_rl.quality.get("judge_loss"),
+            "judge_win_rate": r_rl.quality.get("judge_win_rate"),
+            "judge_win_rate_se": r_rl.quality.get("judge_win_rate_se"),
             "rl_memory_pct_of_full": rl_rel[r_rl.mode]["memory_pct_of_full"],
             "rl_speedup": rl_rel[r_rl.mode]["speedup_over_full"],
         })
@@ -300,7 +354,7 @@ def _f(v: Any, spec: str) -> str:
 
 def format_main_table(rows: list[dict[str, Any]]) -> str:
     headers = ["mode", "RM test acc", "RM AUC", "RM mem % full", "RM speed-up", "RL reward gain", "RL KL",
-               "judge win/tie/loss vs SFT", "RL mem % full", "RL speed-up"]
+               "judge win/tie/loss vs SFT", "judge win rate ± SE", "RL mem % full", "RL speed-up"]
     body = []
     for r in rows:
         wtl = ("–" if r["judge_win"] is None else
@@ -309,6 +363,8 @@ def format_main_table(rows: list[dict[str, Any]]) -> str:
                      _f(r["rm_test_accuracy"], ".3f"), _f(r["rm_test_auc"], ".3f"),
                      _f(r["rm_memory_pct_of_full"], ".0f"), _f(r["rm_speedup"], ".2f"),
                      _f(r["rl_reward_gain"], "+.3f"), _f(r["rl_kl"], ".4f"), wtl,
+                     "–" if r.get("judge_win_rate") is None else
+                     f"{r['judge_win_rate']:.3f} ± {r['judge_win_rate_se']:.3f}",
                      _f(r["rl_memory_pct_of_full"], ".0f"), _f(r["rl_speedup"], ".2f")])
     return markdown_table(headers, body)
 

@@ -1,4 +1,5 @@
-"""`perlhf demo --quick` end to end on the real offline model and Taskmaster Coffee (as CI runs it)."""
+"""`perlhf demo --quick` end to end on the real offline model, on Taskmaster Coffee and on the offline
+sentiment task (as CI runs it)."""
 
 from __future__ import annotations
 
@@ -36,11 +37,25 @@ def test_budgets_and_eta():
     assert "ETA" in p.eta_text()
 
 
+def test_sentiment_budget_skips_sft_and_sets_per_mode_rates():
+    from perlhf.compare import Mode
+    from perlhf.demo import SENTIMENT, SENTIMENT_QUICK, DemoConfig, _mode_args, budget_for
+
+    cfg = DemoConfig(task="rotten-tomatoes-sentiment")
+    assert budget_for(cfg) is SENTIMENT and "sft" not in {s.name for s in _plan(SENTIMENT)}
+    assert budget_for(DemoConfig(task="rotten-tomatoes-sentiment", quick=True)) is SENTIMENT_QUICK
+    assert budget_for(DemoConfig(task="taskmaster-coffee")) is FULL
+    assert _mode_args(cfg, "rl", Mode("lora:r8", 8)) == ["--learning-rate", "5e-4", "--lora-targets", "all-linear"]
+    assert _mode_args(cfg, "rm", Mode("full", None)) == ["--learning-rate", "5e-5"]
+    assert _mode_args(DemoConfig(task="taskmaster-coffee"), "rl", Mode("full", None)) == []
+
+
 @pytest.mark.slow
-def test_demo_quick_writes_report_with_numbers(tmp_path, shared_data_dir, smol_tokenizer):
+@pytest.mark.parametrize("task", ["taskmaster-coffee", "rotten-tomatoes-sentiment"])
+def test_demo_quick_writes_report_with_numbers(task, tmp_path, shared_data_dir, smol_tokenizer):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "perlhf", "demo", "--quick", "--data-dir", str(shared_data_dir),
-                           "--report-dir", str(out)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "perlhf", "demo", "--quick", "--task", task, "--data-dir",
+                           str(shared_data_dir), "--report-dir", str(out)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "report:" in proc.stdout and "| lora:r8 |" in proc.stdout
     for name in ("report.md", "report.json", "rm/report.md", "rm/report.json", "rl/report.md", "rl/report.json",
