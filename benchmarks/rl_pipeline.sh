@@ -14,14 +14,7 @@ P="python -m perlhf"
 # bf16 autocast for the supervised stages (weights and optimizer stay fp32); RL stays fp32.
 COMMON=(--data-dir "$DATA" --max-prompt-tokens 192 --seed 0)
 
-step() {  # step NAME DONE_PATH CMD...
-  local name=$1 done=$2; shift 2
-  if [ -e "$done" ]; then echo "$name: done already ($done)"; return; fi
-  echo "$name: perlhf ${*:4}"
-  local t0=$SECONDS
-  "$@" > "$OUT/$name.log" 2>&1 || { echo "$name: FAILED, see $OUT/$name.log"; tail -5 "$OUT/$name.log"; exit 1; }
-  echo "$name: done in $((SECONDS - t0)) s"
-}
+source "$(dirname "$0")/pipeline_step.sh"
 
 # 1. SFT (LoRA r=8, merged): the RL start and the KL anchor.
 step sft "$OUT/sft/merged" $P sft --task taskmaster-coffee-dialogues "${COMMON[@]}" --mode lora --lora-rank 8 \

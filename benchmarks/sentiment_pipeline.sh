@@ -22,14 +22,7 @@ mkdir -p "$OUT"
 P="python -m perlhf"
 TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
 
-step() {  # step NAME DONE_PATH CMD...
-  local name=$1 done=$2; shift 2
-  if [ -e "$done" ]; then echo "$name: done already ($done)"; return; fi
-  echo "$name: perlhf ${*:4}"
-  local t0=$SECONDS
-  "$@" > "$OUT/$name.log" 2>&1 || { echo "$name: FAILED, see $OUT/$name.log"; tail -5 "$OUT/$name.log"; exit 1; }
-  echo "$name: done in $((SECONDS - t0)) s"
-}
+source "$(dirname "$0")/pipeline_step.sh"
 
 RM=("${TASK[@]}" --max-response-tokens 40 --max-train-examples 2000 --max-eval-examples 256
     --eval-batch-size 64 --eval-untrained true --report-to none --progress false)

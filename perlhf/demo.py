@@ -81,7 +81,9 @@ class DemoConfig:
     """Options of ``perlhf demo``."""
 
     model: str = option("smollm2-135m", "base model (an offline name, a local folder or a hub id)")
-    task: str = option("taskmaster-coffee", "rated task for the reward models and the RL prompts")
+    task: str = option("taskmaster-coffee", "rated task for the reward models and the RL prompts; "
+                       "rotten-tomatoes-sentiment (or imdb-sentiment) runs the offline sentiment task: no SFT, "
+                       "a MiniLM encoder judge, RLOO")
     sft_task: str = option("taskmaster-coffee-dialogues", "dialogue task for SFT")
     data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
     report_dir: str = option("reports/demo", "folder for the report, the plots and every step's run and log")
@@ -376,8 +378,11 @@ def render_demo_report(rows: list[dict[str, Any]], s: dict[str, Any]) -> str:
         format_main_table(rows), "",
         "RM: reward model test accuracy / AUC (best validation checkpoint). RL reward gain: mean training "
         "reward over the last steps minus the first steps. Judge: an independent reward model trained on the "
-        "other half of the training conversations scores each RL policy's and the SFT policy's answers to "
-        "held-out prompts. Memory: peak (CUDA allocator max, or the process's peak resident memory on CPU); "
+        "other half of the training data" + (f" with another backbone ({SENTIMENT_JUDGE}, an encoder; the 'SFT' "
+                                             "policy is the instruct model RL starts from)"
+                                             if s["task"] in SENTIMENT_TASKS else "") +
+        " scores each RL policy's and the SFT policy's answers to held-out prompts; win rate counts ties "
+        "half, with its standard error. Memory: peak (CUDA allocator max, or the process's peak resident memory on CPU); "
         "speed-up: full fine-tuning's median step time over the mode's.", "",
         "Details: [reward models](rm/report.md), [RL](rl/report.md); every step's run folder and log are in "
         "`runs/`.", "",

