@@ -53,6 +53,7 @@ class Budget:
     max_response_tokens: int
     max_new_tokens: int
     eval_prompts: int
+    judge_steps: int = 0  # the judge reward model's steps (0: rm_steps)
 
 
 # Sized for a 2-core CPU with smollm2-135m: the full demo in about 30 minutes, --quick in a few.
@@ -62,10 +63,10 @@ FULL = Budget(sft_steps=16, sft_batch=8, rm_steps=24, rm_batch=8, rm_eval_exampl
 # The offline sentiment task (no SFT step; a MiniLM judge): sized from benchmarks/SENTIMENT_RESULTS.md.
 SENTIMENT = Budget(sft_steps=0, sft_batch=0, rm_steps=40, rm_batch=16, rm_eval_examples=256, rm_eval_every=20,
                    rl_steps=20, rl_prompts_per_step=4, rl_samples_per_prompt=4, max_prompt_tokens=64,
-                   max_response_tokens=40, max_new_tokens=24, eval_prompts=128)
+                   max_response_tokens=40, max_new_tokens=24, eval_prompts=128, judge_steps=60)
 SENTIMENT_QUICK = Budget(sft_steps=0, sft_batch=0, rm_steps=2, rm_batch=4, rm_eval_examples=16, rm_eval_every=2,
                          rl_steps=2, rl_prompts_per_step=2, rl_samples_per_prompt=2, max_prompt_tokens=64,
-                         max_response_tokens=24, max_new_tokens=8, eval_prompts=4)
+                         max_response_tokens=24, max_new_tokens=8, eval_prompts=4, judge_steps=3)
 #: Rated tasks whose policy is the instruct model itself (no SFT) and whose judge is an encoder.
 SENTIMENT_TASKS = ("rotten-tomatoes-sentiment", "imdb-sentiment")
 SENTIMENT_JUDGE = "minilm-l6"
@@ -81,9 +82,9 @@ class DemoConfig:
     """Options of ``perlhf demo``."""
 
     model: str = option("smollm2-135m", "base model (an offline name, a local folder or a hub id)")
-    task: str = option("taskmaster-coffee", "rated task for the reward models and the RL prompts; "
-                       "rotten-tomatoes-sentiment (or imdb-sentiment) runs the offline sentiment task: no SFT, "
-                       "a MiniLM encoder judge, RLOO")
+    task: str = option("rotten-tomatoes-sentiment", "rated task for the reward models and the RL prompts. "
+                       "rotten-tomatoes-sentiment (offline; or imdb-sentiment): no SFT, a MiniLM encoder judge, "
+                       "RLOO; taskmaster-coffee: the paper's task, SFT on --sft-task, a LoRA judge")
     sft_task: str = option("taskmaster-coffee-dialogues", "dialogue task for SFT")
     data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
     report_dir: str = option("reports/demo", "folder for the report, the plots and every step's run and log")
@@ -107,7 +108,7 @@ class Step:
 
 def _plan(b: Budget) -> list[Step]:
     return [*([Step("sft", 1.0, b.sft_steps)] if b.sft_steps else []), Step("rm full", 1.6, b.rm_steps), Step("rm lora", 1.0, b.rm_steps),
-            Step("rm judge", 1.0, b.rm_steps), Step("rl full", 2.2, b.rl_steps), Step("rl lora", 1.6, b.rl_steps),
+            Step("rm judge", 1.0, b.judge_steps or b.rm_steps), Step("rl full", 2.2, b.rl_steps), Step("rl lora", 1.6, b.rl_steps),
             Step("eval full", 0.6, 0), Step("eval lora", 0.6, 0)]
 
 
@@ -237,7 +238,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     if sentiment:
         judge_mode = Mode("full", None)
         judge_args = ["--model", SENTIMENT_JUDGE, "--learning-rate", "1e-4", "--warmup-steps", "5",
-                      "--batch-size", str(2 * b.rm_batch), "--max-steps", str(max(2, b.rm_steps * 3 // 2)),
+                      "--batch-size", str(2 * b.rm_batch), "--max-steps", str(b.judge_steps or b.rm_steps),
                       "--max-eval-examples", str(2 * b.rm_eval_examples)]
     judge = run_mode("rm", judge_mode, out, [*rm_args, "--train-shard", "2/2", "--seed", str(cfg.seed + 1),
                                              *judge_args],
