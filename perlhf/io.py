@@ -27,11 +27,24 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike, *, directory: bool = False) -> None:
+    """Give a ``mkstemp``/``mkdtemp`` result (0600/0700) the mode a plain ``open``/``mkdir`` would have
+    had under the user's umask, so colleagues can read a shared run."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        follow_umask(tmp)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -88,6 +101,7 @@ def atomic_directory(final: str | os.PathLike, *, replace: bool = True) -> Itera
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        follow_umask(tmp, directory=True)
         yield tmp
         _fsync_dir(tmp)
         if final.exists():
@@ -112,6 +126,7 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        follow_umask(tmp)
         writer(Path(tmp))
         os.replace(tmp, path)
     except BaseException:

@@ -257,14 +257,77 @@ def iterate_steps(n_examples: int, batch_size: int, seed: int, max_steps: int,
             return
 
 
+# Options that may change between a run and its --resume without changing what is computed.
+RESUMABLE_CHANGES = frozenset({"max_steps", "resume", "overwrite", "report_to", "progress", "output_dir",
+                               "eval_untrained", "log_every", "save_every", "keep_checkpoints",
+                               "num_processes", "learning_rate_used"})
+
+
+def changed_options(saved: dict[str, Any], now: dict[str, Any],
+                    resumable: Iterable[str] = RESUMABLE_CHANGES) -> list[str]:
+    """The options of ``now`` that differ from the ``saved`` config and may not change on resume. Pure."""
+    allowed = set(resumable)
+    return [k for k, v in now.items() if k not in allowed and k in saved and saved[k] != clean_json(v)]
+
+
+def check_resume_options(path: Path, now: dict[str, Any], resumable: Iterable[str] = RESUMABLE_CHANGES) -> None:
+    """Refuse ``--resume`` when an option that changes the computation differs from the run's config.yaml."""
+    saved = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    changed = changed_options(saved, now, resumable)
+    if changed:
+        diffs = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {now[k]!r}" for k in changed)
+        raise UserError(f"--resume {path}: options differ from the original run ({diffs}); "
+                        "resume with the same options (only --max-steps may grow) or start a new run")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary folders and files that an interrupted write left (``.NAME.*.tmp``, and the
+    ``.NAME.old-PID`` of an interrupted swap) in a run folder and its checkpoints/; returns them."""
+    removed = []
+    for folder in (path, path / "checkpoints"):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if p.name.startswith(".") and (p.name.endswith(".tmp") or ".old-" in p.name):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(p)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted write in %s", len(removed), path)
+    return removed
+
+
+_created_here: list[Path] = []
+
+
 def prepare_run(accelerator: Any, output_dir: str | os.PathLike, *, overwrite: bool = False,
-                resume: bool = False) -> RunDir:
+                resume: bool = False, config: dict[str, Any] | None = None,
+                resumable: Iterable[str] = RESUMABLE_CHANGES) -> RunDir:
     """The run directory of a stage that may run under ``torchrun``: every process checks the options
     (so a refusal stops them all), only the main process deletes or creates the folder, the others
-    wait and then open it."""
+    wait and then open it. With ``config`` (the stage's options), ``--resume`` refuses changed options
+    and the config is written to config.yaml. A folder created here that still holds nothing but its
+    config when the stage fails is removed again (:func:`discard_unstarted_runs`)."""
     path = Path(output_dir)
     RunDir.check(path, overwrite=overwrite, resume=resume)
-    run = RunDir.prepare(path, overwrite=overwrite, resume=resume) if accelerator.is_main_process else None
+    if resume:
+        if not (path / "config.yaml").is_file():
+            raise UserError(f"--resume {path}: not a perlhf run folder (no config.yaml); give the --output-dir "
+                            "of an earlier run, or start a new run in an empty folder")
+        if config is not None:
+            check_resume_options(path, config, resumable)
+    accelerator.wait_for_everyone()  # every process has checked before the main one changes anything
+    run = None
+    if accelerator.is_main_process:
+        fresh = not path.exists() or overwrite or not any(path.iterdir())
+        run = RunDir.prepare(path, overwrite=overwrite, resume=resume)
+        remove_stale_temporaries(path)
+        if fresh and not resume:
+            _created_here.append(path)
+        if config is not None:
+            run.save_config(config)
     accelerator.wait_for_everyone()
     if run is None:
         run = RunDir(path)
@@ -272,25 +335,74 @@ def prepare_run(accelerator: Any, output_dir: str | os.PathLike, *, overwrite: b
     return run
 
 
-def make_accelerator(cpu: bool | None = None, mixed_precision: str = "no"):
+def _only_config(path: Path) -> bool:
+    """Whether ``path`` holds nothing but config.yaml and empty folders."""
+    for p in path.rglob("*"):
+        if p.is_file() and p != path / "config.yaml":
+            return False
+    return True
+
+
+def discard_unstarted_runs() -> list[Path]:
+    """Remove the run folders this process created that hold nothing but config.yaml (a stage that
+    failed on an option or input found after its folder was made), so the corrected rerun is not refused."""
+    removed = []
+    while _created_here:
+        path = _created_here.pop()
+        if path.is_dir() and _only_config(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def stage_entry(fn):
+    """Decorate a stage's entry point: on any error, :func:`discard_unstarted_runs`; on success, forget
+    the folders it created (they are runs now)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs)
+        except BaseException:
+            discard_unstarted_runs()
+            raise
+        _created_here.clear()
+        return out
+
+    return wrapper
+
+
+def make_accelerator(cpu: bool | None = None, mixed_precision: str = "auto"):
     """An accelerate ``Accelerator``; under ``torchrun`` it is data-parallel (gloo on CPU).
 
     ``cpu=None`` means "CPU when there is no CUDA device": accelerate only sets up
     multi-process CPU training (MULTI_CPU) when asked for the CPU explicitly; without it,
-    each torchrun process would silently train alone.
+    each torchrun process would silently train alone. ``mixed_precision`` may be ``auto``
+    (:mod:`perlhf.precision`); the choice and its reason are kept as ``accelerator.precision``.
     """
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from perlhf import precision
 
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    if mixed_precision == "fp16" and (cpu or not torch.cuda.is_available()):
-        raise UserError("--mixed-precision fp16 needs a CUDA device; on CPU use --mixed-precision bf16")
-    from accelerate.state import AcceleratorState
-
+    chosen = precision.resolve(mixed_precision, "cpu" if cpu else "cuda")
     shared = AcceleratorState._shared_state
-    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision:
+    if shared and shared.get("_mixed_precision", chosen.mode) != chosen.mode:
         # Another stage in this process chose another precision: accelerate keeps one process-wide
         # state and would refuse; reset the precision part (the distributed setup is kept).
         AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(cpu=bool(cpu), mixed_precision=mixed_precision)
+    accelerator = Accelerator(cpu=bool(cpu), mixed_precision=chosen.mode)
+    accelerator.precision = chosen
+    return accelerator
+
+
+def precision_summary(accelerator: Any) -> dict[str, str]:
+    """The summary fields that say which autocast a run used and why."""
+    chosen = getattr(accelerator, "precision", None)
+    if chosen is None:
+        return {"mixed_precision": str(accelerator.mixed_precision)}
+    return {"mixed_precision": chosen.mode, "mixed_precision_reason": chosen.reason}

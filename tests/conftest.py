@@ -21,6 +21,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# --mixed-precision auto picks bf16 on CPUs with AVX512_BF16 or AMX and fp32 elsewhere; the suite runs
+# the same fp32 arithmetic on every machine (tests of the choice itself pass the hardware explicitly).
+os.environ.setdefault("PERLHF_NATIVE_BF16", "0")
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

@@ -269,8 +269,9 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     b = build_models(c4, tiny())
     hb = train_rl(c4, b, TokenCountReward(TARGET), PROMPTS, IdTokenizer(),
                   run=RunDir.prepare(tmp_path / "b", resume=True))
-    assert [r["step"] for r in hb] == [3, 4]
-    assert [r["reward_mean"] for r in hb] == [r["reward_mean"] for r in ha[2:]]
+    # the history (and so the summary) covers the whole run: steps 1-2 come back from metrics.jsonl
+    assert [r["step"] for r in hb] == [1, 2, 3, 4]
+    assert [r["reward_mean"] for r in hb] == [r["reward_mean"] for r in ha]
     for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6, msg=n)
 

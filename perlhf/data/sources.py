@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perlhf.errors import ChecksumError, UserError
+from perlhf.io import follow_umask
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,7 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str | None, *, rel:
     created = _mkdirs(dest.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
+    follow_umask(tmp)
     ok = False
     try:
         h = hashlib.sha256()

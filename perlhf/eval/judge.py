@@ -260,10 +260,15 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     from perlhf.data import load_task, prompts_of
     from perlhf.io import atomic_write_json, dumps_json
     from perlhf.models import load_causal_lm, load_tokenizer, torch_dtype
-    from perlhf.models.heads import load_reward_model, load_tokenizer_for
+    from perlhf.models.heads import RewardInfo, load_reward_model, load_tokenizer_for
     from perlhf.train.reward import score_texts
     from perlhf.train.rl import encode_rl_prompts, policy_eos_ids
 
+    for folder, option in ((cfg.judge_rm, "--judge-rm"), (cfg.reward_model, "--reward-model")):
+        if folder:
+            RewardInfo.load(folder, option)  # before minutes of generation
+    if getattr(cfg, "output", None) and Path(cfg.output).is_dir():
+        raise UserError(f"--output {cfg.output}: is a folder; give a file name for the JSON report")
     dtype = torch_dtype(cfg.dtype)
     tokenizer = load_tokenizer(cfg.sft, padding_side="left")
     task = load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
@@ -292,8 +297,8 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     }
     contexts = [list(p.messages) for p in prompts]
 
-    def rm_scores(folder: str) -> tuple[list[float], list[float]]:
-        model, info = load_reward_model(folder, dtype=dtype)
+    def rm_scores(folder: str, option: str) -> tuple[list[float], list[float]]:
+        model, info = load_reward_model(folder, dtype=dtype, option=option)
         tok = load_tokenizer_for(folder, info)
         kw = dict(max_prompt_tokens=info.max_prompt_tokens, max_response_tokens=info.max_response_tokens,
                   batch_size=cfg.batch_size)
@@ -302,7 +307,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
         return a, b
 
     if cfg.judge_rm:
-        a, b = rm_scores(cfg.judge_rm)
+        a, b = rm_scores(cfg.judge_rm, "--judge-rm")
         rates = win_tie_loss(a, b, cfg.tie_margin)
         rate, se = win_rate(rates)
         checks = judge_independence(_reward_info(cfg.reward_model), _reward_info(cfg.judge_rm))
@@ -317,7 +322,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
             log.warning("the judge %s is too weak to judge (test %s %s): no verdict", cfg.judge_rm,
                         checks["metric"], checks["test"])
     if cfg.reward_model:
-        a, b = rm_scores(cfg.reward_model)
+        a, b = rm_scores(cfg.reward_model, "--reward-model")
         report["training_reward"] = {"folder": cfg.reward_model, "mean_rl": _mean(a), "mean_sft": _mean(b),
                                      "gain": _mean(a) - _mean(b), **win_tie_loss(a, b, cfg.tie_margin)}
     if cfg.judge_lm:

@@ -215,13 +215,18 @@ class RewardInfo:
         atomic_write_json(Path(folder) / REWARD_INFO, asdict(self))
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> RewardInfo:
+    def load(cls, folder: str | os.PathLike, option: str = "--model-dir") -> RewardInfo:
         path = Path(folder) / REWARD_INFO
         if not Path(folder).is_dir():
-            raise UserError(f"--model-dir {folder}: no such directory")
+            raise UserError(f"{option} {folder}: no such folder; pass the final/ folder of a `perlhf rm` run "
+                            "or a `perlhf rm merge` output")
+        if (Path(folder) / "best.json").is_file() and (Path(folder).parent / "final" / REWARD_INFO).is_file():
+            raise UserError(f"{option} {folder}: best/ holds the run's best weights for its own use; "
+                            f"{Path(folder).parent / 'final'} is written from those same weights: pass that")
         if not path.is_file():
-            raise UserError(f"{folder}: not a perlhf reward model folder (no {REWARD_INFO}); "
-                            "pass the final/ folder of a `perlhf rm` run or a `perlhf rm merge` output")
+            hint = (f"; {Path(folder) / 'final'} is" if (Path(folder) / "final" / REWARD_INFO).is_file()
+                    else "; pass the final/ folder of a `perlhf rm` run or a `perlhf rm merge` output")
+            raise UserError(f"{option} {folder}: not a perlhf reward model folder (no {REWARD_INFO}){hint}")
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
@@ -299,14 +304,14 @@ def save_reward_model(model: RewardModel, folder: str | os.PathLike, info: Rewar
 
 def load_reward_model(folder: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
                       trust_remote_code: bool = False, base: nn.Module | None = None,
-                      check_fingerprint: bool = True) -> tuple[RewardModel, RewardInfo]:
+                      check_fingerprint: bool = True, option: str = "--model-dir") -> tuple[RewardModel, RewardInfo]:
     """Load a reward model folder for inference (eval mode, no gradients needed).
 
     For a LoRA folder the base model named in ``perlhf_reward.json`` is loaded (or
     ``base`` is used) and its fingerprint must match the one the adapter was trained on."""
     from peft import PeftModel
 
-    info = RewardInfo.load(folder)
+    info = RewardInfo.load(folder, option)
     folder = Path(folder)
     if info.mode == "lora":
         backbone = base if base is not None else load_backbone(

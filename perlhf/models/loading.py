@@ -92,6 +92,19 @@ def _hub_not_found(name: str, exc: BaseException | None = None) -> UserError:
     )
 
 
+# Any of these in a model folder means it has a tokenizer (fast, slow/sentencepiece, BPE or WordPiece).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether a name that exists nowhere was meant as a local path rather than a hub id: it starts
+    with ``.``, ``/`` or ``~``, has a backslash or more than one ``/``, ends in ``.gguf``, or its first
+    component is a folder here (``runs/nope`` where ``runs/`` exists)."""
+    first = name.split("/", 1)[0]
+    return (name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
+            or name.lower().endswith(".gguf") or ("/" in name and Path(first).is_dir()))
+
+
 def resolve_model(name: str) -> ResolvedModel:
     """Decide what ``name`` refers to; for offline names and ``.gguf`` files, convert on first use.
 
@@ -133,9 +146,7 @@ def resolve_model(name: str) -> ResolvedModel:
         return ResolvedModel(name=name, path=str(folder), source="local",
                              description=f"GGUF file {path.resolve()}, converted to {folder}")
 
-    looks_like_path = (name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
-                       or name.lower().endswith(".gguf"))
-    if looks_like_path:
+    if looks_like_local_path(name):
         raise UserError(f"model {name!r}: no such file or folder {path.absolute()}")
     if _HUB_ID.match(name) and ".." not in name and "--" not in name:
         _check_hub(name)
@@ -226,6 +237,10 @@ def load_tokenizer(
     if padding_side not in ("left", "right"):
         raise UserError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     resolved = _as_resolved(name)
+    folder = Path(resolved.path)
+    if resolved.source == "local" and folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise UserError(f"model {resolved.name!r}: folder {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                        "save one there with tokenizer.save_pretrained(folder)")
     with _load_errors(resolved, "tokenizer"):
         tok = AutoTokenizer.from_pretrained(resolved.path, **_hub_kwargs(resolved),
                                             **_remote_code_kwargs(trust_remote_code))

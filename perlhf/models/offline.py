@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perlhf.errors import UserError
-from perlhf.io import atomic_write_text
+from perlhf.io import atomic_write_text, follow_umask
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def ensure_converted(
                 **(metadata or {}),
             }
             (tmp / MARKER_FILE).write_text(json.dumps(info, indent=2) + "\n")
-            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is readable like any folder
+            follow_umask(tmp, directory=True)  # mkdtemp makes it private; the cache is readable like any folder
             try:
                 os.replace(tmp, target)
             except OSError:

@@ -49,6 +49,7 @@ from perlhf.runs import (
     save_optimizer,
     save_trainer_state,
     seed_everything,
+    stage_entry,
     step_seed,
 )
 from perlhf.train.batching import (
@@ -65,8 +66,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LR = {"lora": 1e-4, "full": 1e-5}
 TRAINABLE_FILE = "trainable.safetensors"
-# Options that may change between a run and its --resume without changing what is computed.
-RESUMABLE_CHANGES = {"max_steps", "resume", "overwrite", "report_to", "progress", "output_dir", "eval_untrained"}
 
 
 @dataclass
@@ -469,27 +468,13 @@ class Reporter:
 
 
 # --------------------------------------------------------------------------- the recipe
-def _check_resume_config(run: RunDir, cfg: RewardConfig) -> None:
-    import yaml
-
-    path = run.path / "config.yaml"
-    if not path.is_file():
-        return
-    saved = yaml.safe_load(path.read_text()) or {}
-    now = config_to_dict(cfg)
-    changed = [k for k, v in now.items() if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v]
-    if changed:
-        diffs = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {now[k]!r}" for k in changed)
-        raise UserError(f"--resume {run.path}: options differ from the original run ({diffs}); "
-                        "resume with the same options (only --max-steps may grow) or start a new run")
-
-
+@stage_entry
 def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
     """Run the whole stage; returns the summary (also written to ``summary.json``)."""
     from perlhf.measure import PeakMemory, count_parameters
     from perlhf.models import load_tokenizer
     from perlhf.models.fingerprint import base_fingerprint
-    from perlhf.runs import make_accelerator, prepare_run
+    from perlhf.runs import make_accelerator, precision_summary, prepare_run
 
     cfg.validate()
     # cpu=True without CUDA: accelerate only sets up gloo data parallelism under torchrun when told "cpu".
@@ -509,17 +494,17 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
     pad_id = int(tokenizer.pad_token_id)
     data = {name: encode_split(name, kind, recs, tokenizer, cfg) for name, recs in records.items()}
     metric_name = selection_metric(kind)
+    if len(data["train"]) < cfg.batch_size:
+        raise UserError(f"only {len(data['train'])} training examples for a batch of {cfg.batch_size}: lower "
+                        "--batch-size or use more data")
     for name, split in data.items():
         if split.prompts_truncated:
             log.info("%s: %d of %d prompts cut to %d tokens (oldest turns dropped)",
                      name, split.prompts_truncated, len(split), cfg.max_prompt_tokens)
 
     # The run directory (main process decides; the others wait and then see it).
-    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
-    if cfg.resume:
-        _check_resume_config(run, cfg)
-    if main:
-        run.save_config({**config_to_dict(cfg), "learning_rate_used": cfg.lr, "num_processes": world})
+    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume,
+                      config={**config_to_dict(cfg), "learning_rate_used": cfg.lr, "num_processes": world})
     seed_everything(cfg.seed)
 
     memory = PeakMemory(accelerator.device).start()
@@ -621,7 +606,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
         "learning_rate": cfg.lr,
         "steps": cfg.max_steps,
         "batch_size": cfg.batch_size,
-        "mixed_precision": cfg.mixed_precision,
+        **precision_summary(accelerator),
         "num_processes": world,
         "examples": {k: len(v) for k, v in data.items()},
         "prompts_truncated": {k: v.prompts_truncated for k, v in data.items()},

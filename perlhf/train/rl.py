@@ -56,10 +56,12 @@ from perlhf.runs import (
     load_optimizer,
     load_trainer_state,
     make_accelerator,
+    precision_summary,
     prepare_run,
     save_optimizer,
     save_trainer_state,
     seed_everything,
+    stage_entry,
     step_seed,
 )
 from perlhf.train.generation import Rollout, sample, sequence_logprobs
@@ -372,7 +374,9 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
             run.truncate_metrics_after(start_step, SAMPLES_FILE)
         log.info("resumed from %s (step %d)", run.resumed_from, start_step)
     timer = PhaseTimer(device=accelerator.device)
-    history: list[dict[str, Any]] = []
+    # A resumed run's summary covers its earlier processes too: their steps come back from metrics.jsonl.
+    history: list[dict[str, Any]] = ([r for r in run.read_metrics() if r.get("split") == "train"
+                                      and int(r["step"]) <= start_step] if start_step and run is not None else [])
     for step, epoch, batch_idx in iterate_steps(len(prompts), cfg.prompts_per_step, cfg.seed, cfg.max_steps,
                                                 start_step):
         torch.manual_seed(step_seed(cfg.seed, step) + 7919 * rank)
@@ -524,6 +528,37 @@ def check_policy_folder(name: str) -> None:
                         "from it pass its policy-merged/ folder")
 
 
+def check_reward_model_arg(name: str | None) -> None:
+    """The cheap checks of ``--reward-model``, run before the run folder exists: given, and, where it
+    is meant as a local folder, one that exists and holds a reward model (not a policy or an RL run)."""
+    from perlhf.models.heads import REWARD_INFO
+    from perlhf.models.loading import looks_like_local_path
+
+    if not name:
+        raise UserError("--reward-model is required: the final/ folder of a `perlhf rm` run (or a merge of it)")
+    path = Path(name)
+    if not path.exists():
+        if looks_like_local_path(name):
+            raise UserError(f"--reward-model {name}: no such folder; pass the final/ folder of a `perlhf rm` run")
+        return  # a hub id: a sequence-classification reward model, checked when loaded
+    if not path.is_dir():
+        raise UserError(f"--reward-model {name}: is a file; pass the final/ folder of a `perlhf rm` run")
+    if (path / REWARD_INFO).is_file():
+        return
+    if (path / "final" / REWARD_INFO).is_file():
+        raise UserError(f"--reward-model {name}: this is a `perlhf rm` run folder; pass its final/ folder "
+                        f"({path / 'final'})")
+    if (path / "perlhf_rl.json").is_file() or (path / "policy").is_dir() or (path / "final" / "policy").is_dir():
+        raise UserError(f"--reward-model {name}: this is an RL output (a policy), not a reward model; pass the "
+                        "final/ folder of a `perlhf rm` run")
+    if (path / "perlhf_sft.json").is_file() or (path / "adapter").is_dir():
+        raise UserError(f"--reward-model {name}: this is an SFT model, not a reward model; pass the final/ folder "
+                        "of a `perlhf rm` run")
+    if not (path / "config.json").is_file():
+        raise UserError(f"--reward-model {name}: not a reward model folder (no {REWARD_INFO} and no config.json); "
+                        "pass the final/ folder of a `perlhf rm` run")
+
+
 def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.device, dtype: torch.dtype,
                 policy_tokenizer: Any | None = None):
     """The reward function for ``--reward-model`` (see the module docstring for placement).
@@ -538,7 +573,7 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
         raise UserError("--reward-model is required: the final/ folder of a `perlhf rm` run (or a merge of it)")
     path = Path(name)
     if path.is_dir() and (path / REWARD_INFO).is_file():
-        info = RewardInfo.load(path)
+        info = RewardInfo.load(path, "--reward-model")
         shares = (info.mode == "lora" and backbone is not None and cfg.reward_placement != "separate"
                   and info.base_fingerprint == backbone.anchor_fingerprint)
         if (info.mode == "lora" and backbone is not None and cfg.reward_placement == "shared" and not shares):
@@ -564,7 +599,7 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
                 return TextReward(backbone.reward_model, placement="shared", description=str(path), **kw)
             log.warning("reward adapter %s was trained on other base weights (%s) than the policy backbone: "
                         "loading it as a separate model", path, info.base_model)
-        model, info = load_reward_model(path, dtype=dtype)
+        model, info = load_reward_model(path, dtype=dtype, option="--reward-model")
         if info.mode == "lora":
             model.backbone = model.backbone.merge_and_unload()
         model.requires_grad_(False).eval().to(device)
@@ -645,6 +680,7 @@ def build_models(cfg: RLConfig, sft_model: torch.nn.Module) -> SharedBackbone | 
     return SeparateModels.from_model(sft_model, with_value=with_value)
 
 
+@stage_entry
 def run_rl(cfg: RLConfig) -> dict[str, Any]:
     """``perlhf rl``: load, loop, write the final policy (and value) and the summary."""
     from perlhf.data import load_task, prompts_of
@@ -654,11 +690,11 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     if not cfg.policy:
         raise UserError("--policy is required: the merged SFT model (`perlhf sft --merge` writes <run>/merged)")
     check_policy_folder(cfg.policy)
+    check_reward_model_arg(cfg.reward_model)
     tokenizer = load_tokenizer(cfg.policy, padding_side="left")  # a bad --policy fails before the run dir exists
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
-    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
-    if accelerator.is_main_process:
-        run.save_config({"stage": "rl", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
+    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume,
+                      config={"stage": "rl", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
     seed_everything(cfg.seed)
     dtype = torch_dtype(cfg.dtype)
     task = load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
@@ -693,6 +729,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         "task": cfg.task, "prompts": len(prompts), "truncated_prompts": n_trunc,
         "trainable_parameters": trainable, "total_parameters_in_memory": total,
         "load_seconds": load_seconds, "load_peak_memory": load_mem.as_dict(), "peak_memory": mem.as_dict(),
+        **precision_summary(accelerator),
     })
     if accelerator.is_main_process:
         final = run.path / "final"
@@ -721,7 +758,7 @@ def summarize(history: Sequence[dict[str, Any]], cfg: RLConfig, warmup: int = 1)
 
     timed = list(history[warmup:]) or list(history)
     return {
-        "steps": len(history),
+        "steps": int(history[-1]["step"]),
         "reward_first": avg("reward_mean", history[:k]),
         "reward_last": avg("reward_mean", history[-k:]),
         "kl_last": avg("kl", history[-k:]),

@@ -140,6 +140,8 @@ def _score(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.output is not None and args.output.is_dir():
+        raise UserError(f"--output {args.output}: is a folder; give a file name for the scored JSONL")
     items = read_score_input(args.input)
     model, info = load_reward_model(args.model_dir, trust_remote_code=args.trust_remote_code)
     tokenizer = load_tokenizer_for(args.model_dir, info)

@@ -38,10 +38,12 @@ from perlhf.runs import (
     load_optimizer,
     load_trainer_state,
     make_accelerator,
+    precision_summary,
     prepare_run,
     save_optimizer,
     save_trainer_state,
     seed_everything,
+    stage_entry,
     step_seed,
 )
 
@@ -353,6 +355,7 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
 
 
 # -- the recipe ----------------------------------------------------------------------------------------
+@stage_entry
 def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     """``perlhf sft``: data, model, loop, final outputs and summary."""
     from perlhf.data import load_task
@@ -360,9 +363,8 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     from perlhf.models import load_causal_lm, load_tokenizer
 
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
-    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume)
-    if accelerator.is_main_process:
-        run.save_config({"stage": "sft", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
+    run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume,
+                      config={"stage": "sft", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     task = load_task(cfg.task, data_dir=cfg.data_dir)
@@ -394,7 +396,7 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
         "truncated_train_contexts": cut_train,
         "trainable_parameters": trainable, "total_parameters": total,
         "steps": cfg.max_steps, "seconds": elapsed, "peak_memory": mem.as_dict(),
-        "final": last,
+        **precision_summary(accelerator), "final": last,
     }
     if accelerator.is_main_process:
         final = run.path / "final"
