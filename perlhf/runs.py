@@ -17,6 +17,7 @@ A checkpoint is never written when any tracked value is NaN or infinite.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from typing import Any
 import yaml
 
 from perlhf.errors import UserError
+from perlhf.faults import crash_point
 from perlhf.io import atomic_directory, atomic_write_json, atomic_write_text, clean_json, dumps_json
 
 log = logging.getLogger(__name__)
@@ -189,9 +191,12 @@ class RunDir:
         ckpts = self.list_checkpoints()
         return ckpts[-1] if ckpts else None
 
-    def checkpoint_writer(self, step: int):
+    @contextlib.contextmanager
+    def checkpoint_writer(self, step: int) -> Iterator[Path]:
         """Context manager yielding a temp folder that becomes ``checkpoints/step-N`` on success."""
-        return atomic_directory(self.checkpoint_path(step))
+        with atomic_directory(self.checkpoint_path(step)) as tmp:
+            yield tmp
+            crash_point("checkpoint", step)
 
     def prune_checkpoints(self, keep: int, protect: Iterable[Path] = ()) -> None:
         protect = {Path(p).resolve() for p in protect}

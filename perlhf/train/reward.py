@@ -40,6 +40,7 @@ import torch
 from perlhf.config import config_to_dict, mixed_precision_option, option
 from perlhf.errors import UserError
 from perlhf.eval.metrics import reward_metrics, selection_metric
+from perlhf.faults import crash_point
 from perlhf.models.heads import RewardInfo, RewardModel, ScalarHead, hidden_size_of, save_reward_model
 from perlhf.runs import (
     RunDir,
@@ -418,6 +419,7 @@ def train_step(model: Any, optimizer: Any, scheduler: Any, accelerator: Any, cfg
         [p for p in model.parameters() if p.requires_grad],
         cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")))
     check_finite(step, loss=step_loss, grad_norm=grad_norm)  # before the update: no NaN weights, ever
+    crash_point("step", step)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -630,6 +632,7 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
                           extra={"best_step": state["best_step"], "test": test,
                                  "train_shard": cfg.train_shard, "seed": cfg.seed})
         save_reward_model(inner, run.path / "final", info, tokenizer)
+        crash_point("final", cfg.max_steps)
         reporter.log(cfg.max_steps, "test", test)
         run.write_summary(summary)
     reporter.close()

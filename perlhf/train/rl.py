@@ -47,6 +47,7 @@ import torch
 
 from perlhf.config import config_to_dict, mixed_precision_option, option
 from perlhf.errors import UserError
+from perlhf.faults import crash_point
 from perlhf.io import atomic_directory, dumps_json
 from perlhf.models.backbone import POLICY, VALUE, SeparateModels, SharedBackbone, value_positions
 from perlhf.runs import (
@@ -404,6 +405,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
                     for g in optimizer.param_groups:
                         norms[g["name"]] = float(torch.nn.utils.clip_grad_norm_(g["params"], cfg.max_grad_norm))
                     check_finite(step, **{f"grad_norm_{k}": v for k, v in norms.items()})
+                crash_point("step", step)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
         mem.stop()
@@ -735,6 +737,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         final = run.path / "final"
         with atomic_directory(final) as tmp:
             models.save(tmp, tokenizer=tokenizer)
+            crash_point("final", cfg.max_steps)
         summary["final_dir"] = str(final)
         if cfg.merge and cfg.mode == "lora":
             from perlhf.train.sft import write_plain_model

@@ -30,6 +30,7 @@ import torch
 
 from perlhf.config import config_to_dict, mixed_precision_option, option
 from perlhf.errors import UserError
+from perlhf.faults import crash_point
 from perlhf.io import atomic_directory, atomic_write_json
 from perlhf.runs import (
     RunDir,
@@ -301,6 +302,12 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
     micro = cfg.batch_size // cfg.grad_accum
     model.train()
     last: dict[str, Any] = {}
+    if start_step and run is not None:  # a resumed run reports its last step even when none is left to run
+        rows = [r for r in run.read_metrics() if int(r["step"]) == start_step]
+        last = next((dict(r) for r in rows if r.get("split") == "train"), {})
+        val = next((r for r in rows if r.get("split") == "validation"), None)
+        if last and val is not None:
+            last["validation"] = {k: v for k, v in val.items() if k not in ("step", "split")}
     t_last = time.perf_counter()
     for step, epoch, batch_idx in iterate_steps(len(train), cfg.batch_size, cfg.seed, cfg.max_steps, start_step):
         torch.manual_seed(step_seed(cfg.seed, step) + rank)
@@ -325,6 +332,7 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
         if cfg.max_grad_norm > 0:
             grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
             check_finite(step, grad_norm=grad_norm)
+        crash_point("step", step)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -403,6 +411,7 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
         with atomic_directory(final) as tmp:
             save_trainable(model, tmp)
             tokenizer.save_pretrained(tmp)
+            crash_point("final", cfg.max_steps)
         summary["final_dir"] = str(final)
         if cfg.merge:
             merged = write_plain_model(merge_to_plain(model), tokenizer, run.path / "merged",
