@@ -127,8 +127,8 @@ class Progress:
 
         step = self.plan[name]
         self.bar = tqdm(total=step.steps or None, desc=f"{name:<9}", unit="step", leave=True, dynamic_ncols=True,
-                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} steps [{elapsed}]" if step.steps else
-                        "{desc} working [{elapsed}]")
+                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} steps [{elapsed}]{postfix}" if step.steps else
+                        "{desc} working [{elapsed}]{postfix}")
         self.bar.set_postfix_str(self.eta_text())
 
         def update(n: int) -> None:

@@ -100,3 +100,28 @@ def resolve(requested: str, device: str) -> Precision:
     else:
         log.info("mixed precision: %s (%s)", chosen.mode, chosen.reason)
     return chosen
+
+
+def oversubscribed(load: float, cores: int, threads: int) -> bool:
+    """Whether ``threads`` OpenMP threads would share ``cores`` with other busy work (a 1-minute load
+    average already at the core count): OpenMP threads then spin-wait on descheduled peers and a step
+    ran 2-10x slower on the 2-core development machine. Pure."""
+    return threads > 1 and load + threads > cores + 0.5 and load >= 1.0
+
+
+def warn_if_oversubscribed() -> None:
+    """Log once when other jobs already keep the CPU busy and torch would add several threads."""
+    if "oversubscribed" in _warned or os.environ.get("OMP_NUM_THREADS"):
+        return
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    import torch
+
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    if oversubscribed(load, cores, threads):
+        _warned.add("oversubscribed")
+        log.warning("the CPU is already busy (load %.1f on %d cores) and torch will use %d threads: OpenMP threads "
+                    "spin-wait on each other and steps can run 2-10x slower; set OMP_NUM_THREADS=1 for jobs that "
+                    "share the machine", load, cores, threads)

@@ -395,6 +395,8 @@ def make_accelerator(cpu: bool | None = None, mixed_precision: str = "auto"):
     if cpu is None:
         cpu = not torch.cuda.is_available()
     chosen = precision.resolve(mixed_precision, "cpu" if cpu else "cuda")
+    if cpu:
+        precision.warn_if_oversubscribed()
     shared = AcceleratorState._shared_state
     if shared and shared.get("_mixed_precision", chosen.mode) != chosen.mode:
         # Another stage in this process chose another precision: accelerate keeps one process-wide

@@ -185,3 +185,24 @@ def test_read_only_output_folder(tiny_env, tmp_path, monkeypatch, capsys):
         ro.chmod(0o700)
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and str(ro) in err
+
+
+@pytest.mark.parametrize("err", ["EACCES", "EROFS", "ENOSPC"])
+def test_unwritable_output_is_one_message(err, tiny_env, tmp_path, monkeypatch, capsys):
+    """A read-only or full disk when the run folder is made: one message naming the folder (root
+    ignores permissions, so the OS error is injected)."""
+    import errno as errno_mod
+
+    from perlhf.runs import RunDir
+
+    code = getattr(errno_mod, err)
+
+    def refuse(path, **kwargs):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(RunDir, "prepare", classmethod(lambda cls, path, **kw: refuse(path)))
+    out = tmp_path / "out"
+    assert main(_rm(tiny_env, "--output-dir", str(out))) == 2
+    err_text = capsys.readouterr().err
+    assert "Traceback" not in err_text and str(out) in err_text
+    assert len([line for line in err_text.splitlines() if "error:" in line]) == 1

@@ -35,6 +35,9 @@ def test_budgets_and_eta():
     assert "after the first step" in p.eta_text()
     p.done = p.total / 2
     assert "ETA" in p.eta_text()
+    p.begin("rm full")
+    assert "ETA" in str(p.bar)  # the bar shows the overall ETA, not only its own step count
+    p.end("rm full", "done")
 
 
 def test_sentiment_budget_skips_sft_and_sets_per_mode_rates():

@@ -69,3 +69,14 @@ def test_accelerator_records_the_choice(monkeypatch):
     assert acc.mixed_precision == "no"
     assert precision_summary(acc) == {"mixed_precision": "no",
                                       "mixed_precision_reason": "auto: no native bf16 on this cpu, so fp32"}
+
+
+@pytest.mark.parametrize(("load", "cores", "threads", "expected"), [
+    (0.1, 2, 2, False),   # an idle machine
+    (1.9, 2, 2, True),    # another job already busy on a 2-core machine
+    (1.9, 2, 1, False),   # one thread never spin-waits on a peer
+    (1.5, 16, 16, True),
+    (0.5, 16, 8, False),
+])
+def test_oversubscribed(load, cores, threads, expected):
+    assert precision.oversubscribed(load, cores, threads) is expected

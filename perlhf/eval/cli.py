@@ -44,6 +44,10 @@ class EvalConfig:
     samples_out: str | None = option(None, "also write every (context, RL answer, SFT answer) to this JSONL")
 
     def validate(self) -> None:
+        from perlhf.models.loading import portable_name
+
+        for name in ("sft", "rl", "judge_rm", "reward_model", "judge_lm"):
+            setattr(self, name, portable_name(getattr(self, name)))
         if not self.sft or not self.rl:
             raise UserError("--sft and --rl are both required: the SFT merged model and the `perlhf rl` run")
         if not (self.judge_rm or self.judge_lm or self.reward_model):

@@ -245,8 +245,13 @@ def load_backbone(name: str, *, kind: str = "causal", dtype: torch.dtype | str |
     if kind == "encoder":
         from transformers import AutoModel
 
+        from perlhf.models.loading import reference_name, resolve_model
+
         path = _resolve_path(name)
-        return AutoModel.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+        if not Path(name).is_dir():
+            model.name_or_path = model.config._name_or_path = reference_name(resolve_model(name))
+        return model
     from perlhf.models import load_causal_lm
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}

@@ -105,6 +105,25 @@ def looks_like_local_path(name: str) -> bool:
             or name.lower().endswith(".gguf") or ("/" in name and Path(first).is_dir()))
 
 
+def portable_name(name: str | None) -> str | None:
+    """The name to store in a run folder for a model option: an existing local path becomes absolute
+    (so the run works from any working directory); offline names and hub ids stay as they are."""
+    if not name or name in OFFLINE_MODELS or name in offline.PACKAGED_FOLDERS:
+        return name
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def reference_name(resolved: ResolvedModel) -> str:
+    """What a saved adapter names as its base (``base_model_name_or_path``): the upstream hub id of an
+    offline model (not this machine's cache path), the absolute folder of a local one, else the hub id."""
+    if resolved.name in OFFLINE_MODELS:
+        return OFFLINE_MODELS[resolved.name].upstream
+    if resolved.name in offline.PACKAGED_FOLDERS:
+        return offline.PACKAGED_FOLDERS[resolved.name].upstream
+    return resolved.path
+
+
 def resolve_model(name: str) -> ResolvedModel:
     """Decide what ``name`` refers to; for offline names and ``.gguf`` files, convert on first use.
 
@@ -311,6 +330,7 @@ def load_causal_lm(
             **_hub_kwargs(resolved),
             **_remote_code_kwargs(trust_remote_code),
         )
+    model.name_or_path = model.config._name_or_path = reference_name(resolved)  # peft saves it in adapters
     model.eval()
     if device is not None:
         model.to(device)

@@ -124,6 +124,9 @@ class RewardConfig:
     progress: bool = option(True, "show a progress bar")
 
     def validate(self) -> None:
+        from perlhf.models.loading import portable_name
+
+        self.model = portable_name(self.model)
         if self.mode not in ("lora", "full"):
             raise UserError(f"--mode {self.mode!r}: choose lora or full")
         if self.mode == "lora":
@@ -341,8 +344,11 @@ def score_split(model: RewardModel, data: EncodedSplit, pad_id: int, batch_size:
 
 @torch.inference_mode()
 def score_texts(model: RewardModel, tokenizer: Any, items: list[tuple[Any, str]], max_prompt_tokens: int,
-                max_response_tokens: int, batch_size: int = 16) -> list[float]:
-    """Scores of (prompt messages, response) items, in input order (batched by length)."""
+                max_response_tokens: int, batch_size: int = 16, progress: bool = False) -> list[float]:
+    """Scores of (prompt messages, response) items, in input order (batched by length); ``progress``
+    shows a bar of scored texts with an ETA on stderr."""
+    from tqdm.auto import tqdm
+
     from perlhf.data.render import encode_prompt, encode_response
 
     seqs = [list(encode_prompt(tokenizer, list(msgs), max_prompt_tokens)[0])
@@ -350,10 +356,13 @@ def score_texts(model: RewardModel, tokenizer: Any, items: list[tuple[Any, str]]
     device = next(model.parameters()).device
     out = [0.0] * len(seqs)
     model.eval()
+    bar = tqdm(total=len(seqs), unit="text", desc="scoring", disable=not progress, dynamic_ncols=True)
     for idx in eval_batches([len(s) for s in seqs], batch_size):
         batch = collate([seqs[i] for i in idx], int(tokenizer.pad_token_id)).to(device)
         for i, s in zip(idx, model(batch.input_ids, batch.attention_mask).float().cpu().tolist(), strict=True):
             out[i] = s
+        bar.update(len(idx))
+    bar.close()
     return out
 
 

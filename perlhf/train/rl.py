@@ -139,6 +139,9 @@ class RLConfig:
     resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
 
     def validate(self) -> None:
+        from perlhf.models.loading import portable_name
+
+        self.policy, self.reward_model = portable_name(self.policy), portable_name(self.reward_model)
         if not 0.0 <= self.beta <= 1.0:
             raise UserError(f"--beta must be in [0, 1], got {self.beta}")
         if self.temperature <= 0:

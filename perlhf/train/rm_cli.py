@@ -146,7 +146,8 @@ def _score(args: argparse.Namespace) -> int:
     model, info = load_reward_model(args.model_dir, trust_remote_code=args.trust_remote_code)
     tokenizer = load_tokenizer_for(args.model_dir, info)
     flat = [(it["messages"], t) for it in items for t in it["texts"]]
-    scores = score_texts(model, tokenizer, flat, info.max_prompt_tokens, info.max_response_tokens, args.batch_size)
+    scores = score_texts(model, tokenizer, flat, info.max_prompt_tokens, info.max_response_tokens, args.batch_size,
+                         progress=len(flat) > args.batch_size)
     out_lines, k = [], 0
     for it in items:
         obj = dict(it["obj"])

@@ -92,6 +92,9 @@ class SFTConfig:
     resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
 
     def validate(self) -> None:
+        from perlhf.models.loading import portable_name
+
+        self.model = portable_name(self.model)
         for name in ("batch_size", "grad_accum", "max_steps", "max_prompt_tokens", "max_response_tokens"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
