@@ -25,7 +25,7 @@ from perlhf.errors import UserError
 COMMANDS = [
     ("data", "perlhf.data.cli", "list the datasets, print their statistics, or show examples as the model sees them"),
     ("models", "perlhf.models.cli", "list the offline models, or show what a model is (parameters, dtype, a continuation)"),
-    ("rm", "perlhf.train.rm_cli", "reward models: train (default), merge, score"),
+    ("rm", "perlhf.train.rm_cli", "reward models: train (default), merge, export, score"),
     ("sft", "perlhf.train.sft_cli", "supervised fine-tuning on dialogues, LoRA or full; --merge writes the RL start"),
     ("rl", "perlhf.train.rl_cli", "RL from a reward model: policy and value as LoRA adapters on one frozen SFT "
      "backbone, or full fine-tuning with separate models"),

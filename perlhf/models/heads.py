@@ -407,3 +407,59 @@ def merge_reward_model(folder: str | os.PathLike, output: str | os.PathLike, *,
                              "extra": {**info.extra, "merged_from": str(folder),
                                        "adapter_base_fingerprint": info.base_fingerprint}})
     return save_reward_model(merged_model, output, new_info, tokenizer)
+
+
+def export_sequence_classifier(folder: str | os.PathLike, output: str | os.PathLike, *,
+                               trust_remote_code: bool = False) -> dict[str, Any]:
+    """Write a reward model as a standard ``AutoModelForSequenceClassification`` folder (num_labels 1,
+    LoRA merged, the head as the ``score`` layer, the pad token in the config), which transformers,
+    TRL or vLLM load with no perlhf installed. Returns what was written (``head_bias`` included).
+
+    The standard class pools at the last token that is not ``pad_token_id`` and its ``score`` layer
+    has no bias. A pairwise head's bias never moves from its initial 0 (it cancels in the loss), so
+    those exports score exactly like perlhf. A rating head trained with a bias scores ``bias`` higher
+    in perlhf than in the export (a constant shift: rankings, margins and AUC are the same); the
+    bias is kept in the config as ``perlhf_score_bias``. Train with ``--head-bias false`` for an exact
+    export of a rating model."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from perlhf.io import atomic_directory
+
+    model, info = load_reward_model(folder, trust_remote_code=trust_remote_code)
+    if info.backbone != "causal":
+        raise UserError(f"--model-dir {folder}: an encoder reward model; the standard encoder classes pool the "
+                        "first token through a pooler layer while perlhf reads the last token, so no standard "
+                        "class would score it alike. Use `perlhf rm score` for it")
+    backbone = model.backbone.merge_and_unload() if info.mode == "lora" else model.backbone
+    tokenizer = load_tokenizer_for(folder, info)
+    config = AutoConfig.for_model(**{**backbone.config.to_dict(), "num_labels": 1,
+                                     "pad_token_id": int(tokenizer.pad_token_id)})
+    config.architectures = None
+    with torch.device("meta"):
+        probe = AutoModelForSequenceClassification.from_config(config)
+    classifier = [n for n, _ in probe.named_parameters() if not n.startswith(probe.base_model_prefix + ".")]
+    del probe
+    if [n.rsplit(".", 1)[-1] for n in classifier] != ["weight"]:
+        raise UserError(f"--model-dir {folder}: the standard {config.model_type} sequence classifier has "
+                        f"{classifier} on top of its body, not one bias-free linear layer; cannot export")
+    seq = AutoModelForSequenceClassification.from_config(config, dtype=next(backbone.parameters()).dtype)
+    missing, unexpected = seq.base_model.load_state_dict(transformer_body(backbone).state_dict(), strict=False)
+    if missing or unexpected:
+        raise UserError(f"--model-dir {folder}: the body does not fit the standard class (missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]})")
+    weight = dict(seq.named_parameters())[classifier[0]]
+    with torch.no_grad():
+        weight.copy_(model.head.linear.weight.to(weight.dtype))
+    bias = float(model.head.linear.bias) if model.head.linear.bias is not None else 0.0
+    seq.config.perlhf_score_bias = bias
+    seq.config.perlhf_reward = {"base_model": info.base_model, "mode": info.mode, "task": info.task,
+                                "task_kind": info.task_kind, "max_prompt_tokens": info.max_prompt_tokens,
+                                "max_response_tokens": info.max_response_tokens}
+    seq.config.architectures = [type(seq).__name__]
+    with atomic_directory(output) as tmp:
+        seq.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+    if bias:
+        log.warning("the head's bias %.4g has no place in the standard class: its scores are perlhf's minus "
+                    "that constant (kept as config.perlhf_score_bias); rankings and margins are unchanged", bias)
+    return {"output": str(output), "class": type(seq).__name__, "head_bias": bias, "classifier": classifier[0]}

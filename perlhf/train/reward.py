@@ -84,6 +84,8 @@ class RewardConfig:
     lora_rank: int = option(8, "LoRA rank r (> 0)")
     lora_alpha: float | None = option(None, "LoRA alpha (scaling alpha/r); default 2 x rank")
     lora_dropout: float = option(0.0, "dropout on the LoRA input, in [0, 1)")
+    head_bias: bool = option(True, "give the scalar head a bias (pairwise models never move it; false makes a "
+                             "rating model export exactly to AutoModelForSequenceClassification: `perlhf rm export`)")
     lora_targets: str = option("attention", "modules that get adapters: attention (q, k, v, o projections; the "
                                "paper's choice), all-linear, or a comma-separated list of module names")
     learning_rate: float | None = option(None, "AdamW learning rate; default 1e-4 for lora, 1e-5 for full "
@@ -265,7 +267,7 @@ def make_reward_model(backbone: torch.nn.Module, cfg: RewardConfig) -> RewardMod
         if cfg.mode == "lora":
             # Inputs must require grad for checkpointed segments whose weights are all frozen.
             backbone.enable_input_require_grads()
-    head = ScalarHead(hidden_size_of(backbone))
+    head = ScalarHead(hidden_size_of(backbone), bias=cfg.head_bias)
     head.reset_parameters(torch.Generator().manual_seed(cfg.seed))
     if cfg.mode == "lora":
         from perlhf.models.lora import apply_lora

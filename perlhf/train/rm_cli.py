@@ -24,13 +24,13 @@ def register(sub: Any) -> None:
     from perlhf.train.reward import RewardConfig
 
     parser = sub.add_parser(
-        "rm", help="reward models: train (default), merge, score",
+        "rm", help="reward models: train (default), merge, export, score",
         description=TRAIN_HELP + ". `perlhf rm --task ...` is short for `perlhf rm train --task ...`; "
         "see also `perlhf rm merge --help` and `perlhf rm score --help`.",
     )
     add_dataclass_arguments(parser, RewardConfig)
     parser.set_defaults(func=_train)
-    rm_sub = parser.add_subparsers(dest="rm_command", metavar="{train,merge,score}")
+    rm_sub = parser.add_subparsers(dest="rm_command", metavar="{train,merge,export,score}")
 
     train = rm_sub.add_parser("train", help=TRAIN_HELP, description=TRAIN_HELP)
     add_dataclass_arguments(train, RewardConfig)
@@ -46,6 +46,19 @@ def register(sub: Any) -> None:
     merge.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     merge.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
     merge.set_defaults(func=_merge)
+
+    export = rm_sub.add_parser(
+        "export", help="write a standard AutoModelForSequenceClassification folder (no perlhf needed to serve it)",
+        description="Write the reward model as a transformers AutoModelForSequenceClassification folder "
+        "(num_labels 1, LoRA merged, the head as the score layer, the pad token in the config) that "
+        "transformers, TRL or vLLM load without perlhf. Pairwise models and rating models trained with "
+        "--head-bias false score exactly as in perlhf; a rating head's bias has no place in the standard "
+        "score layer, so those exports score that constant lower (kept as config.perlhf_score_bias).")
+    export.add_argument("--model-dir", type=Path, required=True, help="a reward model folder (RUN/final or a merge)")
+    export.add_argument("--output", type=Path, required=True, help="folder to write the exported model to")
+    export.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    export.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
+    export.set_defaults(func=_export)
 
     score = rm_sub.add_parser(
         "score", help="score a JSONL of texts or pairs with a reward model",
@@ -102,6 +115,17 @@ def _merge(args: argparse.Namespace) -> int:
         raise UserError(f"--output {out} already exists: pass --overwrite to replace it")
     merge_reward_model(args.model_dir, out, trust_remote_code=args.trust_remote_code)
     print(f"merged reward model written to {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from perlhf.models.heads import export_sequence_classifier
+
+    out: Path = args.output
+    if out.exists() and (out.is_file() or any(out.iterdir())) and not args.overwrite:
+        raise UserError(f"--output {out} already exists: pass --overwrite to replace it")
+    done = export_sequence_classifier(args.model_dir, out, trust_remote_code=args.trust_remote_code)
+    print(f"{done['class']} written to {out} (head bias {done['head_bias']:.4g})")
     return 0
 
 
