@@ -110,7 +110,7 @@ class PerlhfRewardFunc:
         self.__name__ = "perlhf_rm"
 
     def __call__(self, prompts, completions, pid, **kwargs):
-        from perlhf.train.reward import score_texts
+        from perlhf.train.scoring import score_texts
 
         items = [(list(self.prompts[i].messages), c) for i, c in zip(pid, completions, strict=True)]
         return score_texts(self.model, self.tok, items, self.info.max_prompt_tokens, self.info.max_response_tokens,

@@ -96,7 +96,7 @@ def _untrained(runs: dict[str, dict], task: str) -> dict | None:
 
 def _pm(m: dict, key: str) -> str:
     """``m[key] ± its standard error`` (recomputed for summaries written before the SE was logged)."""
-    from perlhf.eval.metrics import auc_standard_error, proportion_standard_error
+    from perlhf.train.metrics import auc_standard_error, proportion_standard_error
 
     value, se, n = m[key], m.get(f"{key}_se"), m.get("n")
     if se is None and n:

@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from perlhf.eval.metrics import auc_standard_error, roc_auc
+from perlhf.train.metrics import auc_standard_error, roc_auc
 
 
 def load(path: Path) -> Any:

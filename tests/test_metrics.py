@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from perlhf.eval.metrics import accuracy, majority_baseline, pairwise_accuracy, reward_metrics, roc_auc
+from perlhf.train.metrics import accuracy, majority_baseline, pairwise_accuracy, reward_metrics, roc_auc
 
 
 def test_pairwise_accuracy_counts_ties_half():
@@ -37,7 +37,7 @@ def test_reward_metrics_layouts():
 
 
 def test_standard_errors_against_hand_values():
-    from perlhf.eval.metrics import auc_standard_error, proportion_standard_error
+    from perlhf.train.metrics import auc_standard_error, proportion_standard_error
 
     assert proportion_standard_error(0.5, 100) == pytest.approx(0.05)
     assert math.isnan(proportion_standard_error(0.5, 0))

@@ -261,8 +261,8 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     from perlhf.io import atomic_write_json, dumps_json
     from perlhf.models import load_causal_lm, load_tokenizer, torch_dtype
     from perlhf.models.heads import RewardInfo, load_reward_model, load_tokenizer_for
-    from perlhf.train.reward import score_texts
     from perlhf.train.rl import encode_rl_prompts, policy_eos_ids
+    from perlhf.train.scoring import score_texts
 
     for folder, option in ((cfg.judge_rm, "--judge-rm"), (cfg.reward_model, "--reward-model")):
         if folder:

@@ -344,3 +344,23 @@ def enable_gradient_checkpointing(model: Any) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+# The description of a plain model folder written by perlhf (an SFT merge, an RL policy merge).
+SFT_META = "perlhf_sft.json"
+
+
+def write_plain_model(model: Any, tokenizer: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
+    """A loadable model folder (safetensors), the tokenizer and ``perlhf_sft.json``, written atomically."""
+    from perlhf.models.fingerprint import base_fingerprint
+
+    meta = dict(meta)
+    meta["base_fingerprint"] = base_fingerprint(model)
+    from perlhf.io import atomic_directory, atomic_write_json
+
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / SFT_META, meta)
+    return out_dir

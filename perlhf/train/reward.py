@@ -39,7 +39,6 @@ import torch
 
 from perlhf.config import config_to_dict, mixed_precision_option, option
 from perlhf.errors import UserError
-from perlhf.eval.metrics import reward_metrics, selection_metric
 from perlhf.faults import crash_point
 from perlhf.models.heads import RewardInfo, RewardModel, ScalarHead, hidden_size_of, save_reward_model
 from perlhf.runs import (
@@ -62,6 +61,7 @@ from perlhf.train.batching import (
     step_schedule,
 )
 from perlhf.train.losses import reward_loss
+from perlhf.train.metrics import reward_metrics, selection_metric
 
 log = logging.getLogger(__name__)
 
@@ -342,30 +342,6 @@ def score_split(model: RewardModel, data: EncodedSplit, pad_id: int, batch_size:
         first[i], second[i] = a, b
     model.train(was_training)
     return first + second if data.second is not None else first
-
-
-@torch.inference_mode()
-def score_texts(model: RewardModel, tokenizer: Any, items: list[tuple[Any, str]], max_prompt_tokens: int,
-                max_response_tokens: int, batch_size: int = 16, progress: bool = False) -> list[float]:
-    """Scores of (prompt messages, response) items, in input order (batched by length); ``progress``
-    shows a bar of scored texts with an ETA on stderr."""
-    from tqdm.auto import tqdm
-
-    from perlhf.data.render import encode_prompt, encode_response
-
-    seqs = [list(encode_prompt(tokenizer, list(msgs), max_prompt_tokens)[0])
-            + list(encode_response(tokenizer, text, max_response_tokens)) for msgs, text in items]
-    device = next(model.parameters()).device
-    out = [0.0] * len(seqs)
-    model.eval()
-    bar = tqdm(total=len(seqs), unit="text", desc="scoring", disable=not progress, dynamic_ncols=True)
-    for idx in eval_batches([len(s) for s in seqs], batch_size):
-        batch = collate([seqs[i] for i in idx], int(tokenizer.pad_token_id)).to(device)
-        for i, s in zip(idx, model(batch.input_ids, batch.attention_mask).float().cpu().tolist(), strict=True):
-            out[i] = s
-        bar.update(len(idx))
-    bar.close()
-    return out
 
 
 def evaluate(model: RewardModel, data: EncodedSplit, pad_id: int, cfg: RewardConfig, accelerator: Any) -> dict:

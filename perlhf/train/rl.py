@@ -219,7 +219,7 @@ class TextReward:
     description: str = ""
 
     def __call__(self, prompts: Sequence[RLPrompt], rollout: Rollout) -> torch.Tensor:
-        from perlhf.train.reward import score_texts
+        from perlhf.train.scoring import score_texts
 
         if any(not p.messages and p.ids for p in prompts):
             raise UserError("a reward model needs the prompts as chat messages (RLPrompt.messages)")
@@ -743,7 +743,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
             crash_point("final", cfg.max_steps)
         summary["final_dir"] = str(final)
         if cfg.merge and cfg.mode == "lora":
-            from perlhf.train.sft import write_plain_model
+            from perlhf.models.loading import write_plain_model
 
             merged = write_plain_model(models.merged_policy(), tokenizer, final / "policy-merged",
                                        {"stage": "rl", "sft_model": cfg.policy, "mode": cfg.mode})

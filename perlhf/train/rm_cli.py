@@ -160,7 +160,7 @@ def read_score_input(path: Path) -> list[dict[str, Any]]:
 def _score(args: argparse.Namespace) -> int:
     from perlhf.io import dumps_json
     from perlhf.models.heads import load_reward_model, load_tokenizer_for
-    from perlhf.train.reward import score_texts
+    from perlhf.train.scoring import score_texts
 
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")

@@ -31,7 +31,8 @@ import torch
 from perlhf.config import config_to_dict, mixed_precision_option, option
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
-from perlhf.io import atomic_directory, atomic_write_json
+from perlhf.io import atomic_directory
+from perlhf.models.loading import write_plain_model
 from perlhf.runs import (
     RunDir,
     check_finite,
@@ -51,7 +52,6 @@ from perlhf.runs import (
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-SFT_META = "perlhf_sft.json"
 
 
 @dataclass
@@ -240,20 +240,6 @@ def merge_to_plain(model: torch.nn.Module) -> torch.nn.Module:
     if is_peft(model):
         return model.merge_and_unload()
     return model
-
-
-def write_plain_model(model: torch.nn.Module, tokenizer, out_dir: Path, meta: dict[str, Any]) -> Path:
-    """A loadable model folder (safetensors), the tokenizer and ``perlhf_sft.json``, written atomically."""
-    from perlhf.models.fingerprint import base_fingerprint
-
-    meta = dict(meta)
-    meta["base_fingerprint"] = base_fingerprint(model)
-    with atomic_directory(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / SFT_META, meta)
-    return out_dir
 
 
 # -- the loop ------------------------------------------------------------------------------------------
