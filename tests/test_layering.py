@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "perlhf"
 
 LAYERS = [
-    ("base", ["perlhf", "perlhf.errors", "perlhf.io", "perlhf.config", "perlhf.faults", "perlhf.precision",
+    ("base", ["perlhf.errors", "perlhf.io", "perlhf.config", "perlhf.faults", "perlhf.precision",
               "perlhf.measure", "perlhf.runs", "perlhf.report"]),
     ("data", ["perlhf.data"]),
     ("models", ["perlhf.models"]),
@@ -18,7 +18,7 @@ LAYERS = [
                     "perlhf.train.batching", "perlhf.train.metrics", "perlhf.train.scoring"]),
     ("recipes", ["perlhf.train.reward", "perlhf.train.sft", "perlhf.train.rl"]),
     ("eval", ["perlhf.eval", "perlhf.eval.judge"]),
-    ("apps", ["perlhf.cli", "perlhf.__main__", "perlhf.compare", "perlhf.compare_cli", "perlhf.demo",
+    ("apps", ["perlhf", "perlhf.api", "perlhf.cli", "perlhf.__main__", "perlhf.compare", "perlhf.compare_cli", "perlhf.demo",
               "perlhf.demo_cli", "perlhf.data.cli", "perlhf.models.cli", "perlhf.eval.cli", "perlhf.train.rm_cli",
               "perlhf.train.sft_cli", "perlhf.train.rl_cli"]),
 ]
@@ -46,7 +46,7 @@ def imports_of(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("perlhf"):
             if node.module == "perlhf":
-                out.update(f"perlhf.{a.name}" if a.name != "__version__" else "perlhf" for a in node.names)
+                out.update(f"perlhf.{a.name}" for a in node.names if a.name != "__version__")
             else:
                 out.add(node.module)
         elif isinstance(node, ast.Import):

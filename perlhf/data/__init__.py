@@ -23,7 +23,16 @@ from perlhf.data.records import (
     RatedResponse,
     Record,
 )
-from perlhf.data.tasks import TASKS, TaskData, TaskInfo, get_task, list_tasks, load_task, prompts_of
+from perlhf.data.tasks import (
+    TASKS,
+    TaskData,
+    TaskInfo,
+    get_task,
+    list_tasks,
+    load_task,
+    prompts_of,
+    task_from_records,
+)
 
 __all__ = [
     "ROLES",
@@ -41,4 +50,5 @@ __all__ = [
     "list_tasks",
     "load_task",
     "prompts_of",
+    "task_from_records",
 ]

@@ -87,11 +87,19 @@ def _optional_str(obj: dict, key: str, path: Path, where: str) -> str | None:
 def load_file(path: str | Path) -> tuple[str, list[tuple[PreferencePair | RatedResponse, str | None]]]:
     """``(kind, [(record, split or None), ...])`` for a user JSONL file; kind is "pair" or "rating"."""
     path = Path(path)
+    return parse_objects(iter_jsonl(path), path)
+
+
+def parse_objects(items: Any, source: Any, unit: str = "line"
+                  ) -> tuple[str, list[tuple[PreferencePair | RatedResponse, str | None]]]:
+    """:func:`load_file` for ``(number, object)`` items from anywhere (file lines, a list of dicts, the rows
+    of a ``datasets.Dataset``); errors name ``source`` and ``unit`` + number."""
+    path = source
     kind: str | None = None
     first_line = 0
     out: list[tuple[PreferencePair | RatedResponse, str | None]] = []
-    for lineno, obj in iter_jsonl(path):
-        where = f"line {lineno}"
+    for lineno, obj in items:
+        where = f"{unit} {lineno}"
         this = _kind_of(obj, path, where)
         if kind is None:
             kind, first_line = this, lineno
@@ -101,7 +109,7 @@ def load_file(path: str | Path) -> tuple[str, list[tuple[PreferencePair | RatedR
         if "prompt" not in obj:
             raise DataError(path, where, "missing field 'prompt'")
         prompt = parse_messages(obj["prompt"], path, where)
-        rid = _optional_str(obj, "id", path, where) or f"{path.name}:{lineno}"
+        rid = _optional_str(obj, "id", path, where) or f"{getattr(path, 'name', path)}:{lineno}"
         group = _optional_str(obj, "group", path, where) or prompt_group(prompt)
         split = _optional_str(obj, "split", path, where)
         if split is not None:

@@ -9,9 +9,10 @@ by the hash of each record's group (:mod:`perlhf.data.splits`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from perlhf.data import sources
 from perlhf.data.records import SPLITS, Dialogue, PreferencePair, Prompt, RatedResponse, Record
@@ -232,6 +233,23 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None, *, download:
     info = get_task(name)
     fractions = check_fractions(split_fractions)
     return info.loader(data_dir, download, fractions, path)
+
+
+def task_from_records(data: Any, fractions=DEFAULT_FRACTIONS) -> TaskData:
+    """A pair or rating task from the caller's own records: a JSONL path, a list of dicts, or a
+    ``datasets.Dataset`` (any iterable of mappings) with the fields of :mod:`perlhf.data.jsonl`
+    (``prompt`` + ``chosen``/``rejected``, or ``prompt`` + ``response``/``label``; optional ``split``,
+    ``group``, ``id``). Records without a ``split`` are split by the hash of their prompt."""
+    from perlhf.data import jsonl
+
+    if isinstance(data, str | os.PathLike):
+        return _load_jsonl(None, False, fractions, data)
+    if isinstance(data, dict) or not hasattr(data, "__iter__"):
+        raise UserError(f"data: expected a JSONL path, a list of records or a datasets.Dataset, got "
+                        f"{type(data).__name__}")
+    rows = ((i, dict(obj) if isinstance(obj, Mapping) else obj) for i, obj in enumerate(data, start=1))
+    kind, items = jsonl.parse_objects(rows, "data", "record")
+    return TaskData("records", kind, assign_with_given(items, fractions), [], "records given in Python")
 
 
 def prompts_of(task_data: TaskData, split: str) -> list[Prompt]:

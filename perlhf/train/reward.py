@@ -198,11 +198,12 @@ def subset(records: list[Any], limit: int | None, seed: int) -> list[Any]:
     return [records[i] for i in keep]
 
 
-def load_splits(cfg: RewardConfig) -> tuple[str, dict[str, list[Any]]]:
-    """The task's kind and its train/validation/test records (subsets applied); empty splits refused."""
+def load_splits(cfg: RewardConfig, task: Any | None = None) -> tuple[str, dict[str, list[Any]]]:
+    """The task's kind and its train/validation/test records (subsets applied); empty splits refused.
+    ``task``: an already loaded :class:`perlhf.data.TaskData` (else ``cfg.task`` is loaded)."""
     from perlhf.data import load_task
 
-    task = load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
+    task = task if task is not None else load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
     if task.kind not in ("pair", "rating"):
         raise UserError(f"--task {cfg.task}: holds {task.kind} records; a reward model needs preference "
                         "pairs or thumbs-up/down ratings")
@@ -458,8 +459,13 @@ class Reporter:
 
 # --------------------------------------------------------------------------- the recipe
 @stage_entry
-def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
-    """Run the whole stage; returns the summary (also written to ``summary.json``)."""
+def train_reward_model(cfg: RewardConfig, *, task: Any | None = None, backbone: torch.nn.Module | None = None,
+                       tokenizer: Any | None = None) -> dict[str, Any]:
+    """Run the whole stage; returns the summary (also written to ``summary.json``).
+
+    The Python API (:mod:`perlhf.api`) may pass the data as a loaded ``task`` (a
+    :class:`perlhf.data.TaskData`, e.g. from :func:`perlhf.data.task_from_records`) instead of
+    ``cfg.task``, and a ``backbone`` model with its ``tokenizer`` instead of loading ``cfg.model``."""
     from perlhf.measure import PeakMemory, count_parameters
     from perlhf.models import load_tokenizer
     from perlhf.models.fingerprint import base_fingerprint
@@ -478,8 +484,12 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
     RunDir.check(Path(cfg.output_dir), overwrite=cfg.overwrite, resume=cfg.resume)  # fail before the slow part
 
     # 1. Data (before the run directory exists, so a bad option or file leaves nothing behind).
-    kind, records = load_splits(cfg)
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    if backbone is not None and tokenizer is None:
+        raise UserError("a backbone model given in Python needs its tokenizer too (tokenizer=...)")
+    kind, records = load_splits(cfg, task)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model, cfg.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     pad_id = int(tokenizer.pad_token_id)
     data = {name: encode_split(name, kind, recs, tokenizer, cfg) for name, recs in records.items()}
     metric_name = selection_metric(kind)
@@ -498,7 +508,11 @@ def train_reward_model(cfg: RewardConfig) -> dict[str, Any]:
 
     memory = PeakMemory(accelerator.device).start()
     # 2. Model and optimizer.
-    model, backbone_kind = build_reward_model(cfg)
+    if backbone is not None:
+        causal = type(backbone).__name__.endswith(("ForCausalLM", "LMHeadModel"))
+        model, backbone_kind = make_reward_model(backbone, cfg), "causal" if causal else "encoder"
+    else:
+        model, backbone_kind = build_reward_model(cfg)
     fingerprint = base_fingerprint(model)
     trainable_params, total_params = count_parameters(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,

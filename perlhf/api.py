@@ -1,0 +1,110 @@
+"""The Python API: the three PERL stages as functions, objects in and typed results out.
+
+Each function takes the stage's options as keyword arguments (the same names as the command-line
+options, snake_case: ``mode="lora"``, ``lora_rank=8``, ``max_steps=200``...), runs the same recipe as
+the CLI (same checks, run folder, resume, summary) and returns a result with the run's folder, its
+summary and a way to load what it trained::
+
+    import perlhf
+
+    pairs = [{"prompt": "Say hi", "chosen": "Hello! How can I help?", "rejected": "No."}, ...]
+    rm = perlhf.train_reward_model(pairs, model="smollm2-135m", output_dir="runs/rm", max_steps=100)
+    print(rm.summary["test"]["accuracy"])
+    scores = rm.score([("Say hi", "Hello there!")])
+
+Data may be a task name (``task="hh-harmless"``), a JSONL path, a list of dicts or a
+``datasets.Dataset`` (the fields of :mod:`perlhf.data.jsonl`). ``perlhf.train_reward_model`` also
+takes a model object with its tokenizer (``model=my_model, tokenizer=my_tokenizer``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perlhf.errors import UserError
+
+
+@dataclass
+class StageResult:
+    """What a stage run produced: its folder, the trained output folder, and the summary."""
+
+    stage: str
+    run_dir: Path
+    final_dir: Path
+    summary: dict[str, Any] = field(repr=False)
+
+
+@dataclass
+class RewardModelResult(StageResult):
+    """A trained reward model. ``load()`` gives ``(RewardModel, RewardInfo)``; ``score()`` scores
+    (prompt, response) items, a prompt being a string or a list of chat messages."""
+
+    def load(self):
+        from perlhf.models.heads import load_reward_model
+
+        return load_reward_model(self.final_dir)
+
+    def score(self, items: list[tuple[Any, str]], batch_size: int = 16) -> list[float]:
+        from perlhf.data.jsonl import parse_messages
+        from perlhf.models.heads import load_tokenizer_for
+        from perlhf.train.scoring import score_texts
+
+        model, info = self.load()
+        tokenizer = load_tokenizer_for(self.final_dir, info)
+        texts = [(parse_messages(p, "score()", f"item {i}"), r) for i, (p, r) in enumerate(items, start=1)]
+        return score_texts(model, tokenizer, texts, info.max_prompt_tokens, info.max_response_tokens, batch_size)
+
+
+def _config(cls: type, options: dict[str, Any]):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)}; the options are: {', '.join(sorted(names))}")
+    cfg = cls(**options)
+    cfg.validate()
+    return cfg
+
+
+def train_reward_model(data: Any | None = None, *, model: Any = "smollm2-135m", tokenizer: Any | None = None,
+                       output_dir: str = "runs/rm", **options: Any) -> RewardModelResult:
+    """``perlhf rm train`` from Python. ``data``: None (use ``task=``), a JSONL path, a list of pair or
+    rating dicts, or a ``datasets.Dataset``. ``model``: a model name or folder, or a transformers model
+    object (then pass its ``tokenizer``)."""
+    from perlhf.data import task_from_records
+    from perlhf.train.reward import RewardConfig
+    from perlhf.train.reward import train_reward_model as run
+
+    backbone = None
+    if not isinstance(model, str | Path):
+        backbone, model = model, getattr(model, "name_or_path", "") or "in-memory model"
+    task = task_from_records(data) if data is not None else None
+    if task is not None:
+        options.setdefault("task", "records")
+    cfg = _config(RewardConfig, {"model": str(model), "output_dir": str(output_dir), **options})
+    summary = run(cfg, task=task, backbone=backbone, tokenizer=tokenizer)
+    return RewardModelResult("rm", Path(output_dir), Path(summary["final_dir"]), summary)
+
+
+def train_sft(*, output_dir: str = "runs/sft", **options: Any) -> StageResult:
+    """``perlhf sft`` from Python (options as on the command line; ``merge=True`` writes the RL start)."""
+    from perlhf.train.sft import SFTConfig, run_sft
+
+    summary = run_sft(_config(SFTConfig, {"output_dir": str(output_dir), **options}))
+    final = summary.get("merged_dir") or summary["final_dir"]
+    return StageResult("sft", Path(output_dir), Path(final), summary)
+
+
+def train_rl(*, policy: str, reward_model: str | Path | RewardModelResult, output_dir: str = "runs/rl",
+             **options: Any) -> StageResult:
+    """``perlhf rl`` from Python; ``reward_model`` may be the result of :func:`train_reward_model`."""
+    from perlhf.train.rl import RLConfig, run_rl
+
+    if isinstance(reward_model, RewardModelResult):
+        reward_model = reward_model.final_dir
+    cfg = _config(RLConfig, {"policy": str(policy), "reward_model": str(reward_model),
+                             "output_dir": str(output_dir), **options})
+    summary = run_rl(cfg)
+    return StageResult("rl", Path(output_dir), Path(summary["final_dir"]), summary)
