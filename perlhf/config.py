@@ -41,6 +41,17 @@ def mixed_precision_option() -> Any:
                   choices=["auto", "no", "bf16", "fp16"])
 
 
+def report_to_option() -> Any:
+    """``--report-to``, the same for every training stage."""
+    return option("tensorboard", "also log to TensorBoard (when installed) or Weights & Biases",
+                  choices=["tensorboard", "wandb", "none"])
+
+
+def progress_option() -> Any:
+    """``--progress``: a bar of optimizer steps with the stage's key metric and an ETA."""
+    return option(True, "show a progress bar (i/N steps, key metrics, ETA); false: one log line per step")
+
+
 def _base_type(tp: Any) -> tuple[Any, bool]:
     """(underlying type, optional?) for annotations like ``int | None``."""
     origin = typing.get_origin(tp)

@@ -206,6 +206,63 @@ class RunDir:
                 shutil.rmtree(p, ignore_errors=True)
 
 
+REPORT_TO = ["tensorboard", "wandb", "none"]
+
+
+class Reporter:
+    """Metrics of a run: metrics.jsonl always; TensorBoard or W&B too when asked (``--report-to``) and
+    installed. Only the process that writes the run folder reports (``enabled``)."""
+
+    def __init__(self, run: RunDir | None, report_to: str, config: dict[str, Any], enabled: bool = True):
+        self.run, self.enabled, self.tb, self.wandb = run, enabled and run is not None, None, None
+        if not self.enabled or report_to == "none":
+            return
+        if report_to == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.info("tensorboard is not installed; logging to metrics.jsonl only")
+                return
+            self.tb = SummaryWriter(str(run.path / "tensorboard"))
+        elif report_to == "wandb":
+            try:
+                import wandb
+            except ImportError:
+                raise UserError("--report-to wandb: wandb is not installed (pip install wandb), "
+                                "or use --report-to tensorboard|none") from None
+            self.wandb = wandb.init(project="perlhf", name=run.path.name, config=config)
+        else:
+            raise UserError(f"--report-to {report_to!r}: choose one of {', '.join(REPORT_TO)}")
+
+    def log(self, step: int, split: str, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        values = {k: v for k, v in values.items() if k not in ("step", "split")}
+        self.run.log_metrics({"step": step, "split": split, **values})
+        numeric = {k: v for k, v in values.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+        if self.tb is not None:
+            for k, v in numeric.items():
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+        if self.wandb is not None:
+            self.wandb.log({f"{split}/{k}": v for k, v in numeric.items()}, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def progress_bar(enabled: bool, total: int, initial: int, desc: str):
+    """A tqdm bar of optimizer steps (i/N, rate and ETA), or None."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
 def save_trainer_state(folder: Path, state: dict[str, Any]) -> None:
     """``trainer_state.json`` is written last: its presence marks a checkpoint complete."""
     atomic_write_json(folder / "trainer_state.json", state)

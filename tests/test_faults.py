@@ -10,6 +10,7 @@ Every run is a subprocess (``PERLHF_FAULT=<point>:<step>`` makes it SIGKILL itse
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
 import re
@@ -139,3 +140,29 @@ def test_disk_full_at_the_final_save_is_one_message_and_resumable(tiny_env, tmp_
     assert (tmp_path / "run" / "final" / "perlhf_reward.json").is_file()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test"]["accuracy"] is not None and summary["steps"] == 2
+
+
+@pytest.mark.parametrize("stage", ["sft", "rl"])
+def test_every_stage_has_the_harness_features(stage, tiny_env, rm_final, tmp_path):
+    """The features rm had alone: a progress bar with i/N and an ETA, --report-to, the resume check that
+    refuses changed options with the diff, a summary over every process of a resumed run, and no
+    folder left after an option error."""
+    argv = _argv(stage, tiny_env, rm_final)
+    half = [*argv[: argv.index("--max-steps") + 1], "2", *argv[argv.index("--max-steps") + 2:]]
+    first = _run([*half, "--report-to", "tensorboard"], tmp_path / "run")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert re.search(r"2/2 \[\d\d:\d\d<\d\d:\d\d", first.stderr), first.stderr[-1500:]  # i/N [elapsed<ETA]
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert (tmp_path / "run" / "tensorboard").is_dir()
+    refused = _run([*argv, "--learning-rate", "0.5"], tmp_path / "run", resume=True)
+    assert refused.returncode == 2 and "--learning-rate" in refused.stderr and "->" in refused.stderr
+    done = _run(argv, tmp_path / "run", resume=True)  # --max-steps may grow
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{STEPS}/{STEPS}" in done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    if stage == "rl":
+        assert summary["steps"] == STEPS
+    else:
+        assert summary["final"]["step"] == STEPS
+    bad = _run([*argv, "--lora-rank", "0"], tmp_path / "bad")
+    assert bad.returncode == 2 and not (tmp_path / "bad").exists()

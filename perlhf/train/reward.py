@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import math
 import random
 import time
 from collections import deque
@@ -37,11 +36,12 @@ from typing import Any
 
 import torch
 
-from perlhf.config import config_to_dict, mixed_precision_option, option
+from perlhf.config import config_to_dict, mixed_precision_option, option, progress_option, report_to_option
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.models.heads import RewardInfo, RewardModel, ScalarHead, hidden_size_of, save_reward_model
 from perlhf.runs import (
+    Reporter,
     RunDir,
     check_finite,
     load_optimizer,
@@ -120,10 +120,9 @@ class RewardConfig:
     output_dir: str = option("runs/rm", "run directory (config, metrics.jsonl, checkpoints, final/, summary.json)")
     overwrite: bool = option(False, "replace an existing run directory")
     resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
-    report_to: str = option("tensorboard", "also log to TensorBoard (when installed) or Weights & Biases",
-                            choices=["tensorboard", "wandb", "none"])
+    report_to: str = report_to_option()
     eval_untrained: bool = option(True, "score the test split before training (the untrained baseline)")
-    progress: bool = option(True, "show a progress bar")
+    progress: bool = progress_option()
 
     def validate(self) -> None:
         from perlhf.models.loading import portable_name
@@ -417,46 +416,6 @@ def train_step(model: Any, optimizer: Any, scheduler: Any, accelerator: Any, cfg
 
 
 # --------------------------------------------------------------------------- logging
-class Reporter:
-    """metrics.jsonl always; TensorBoard or W&B when asked and installed (main process only)."""
-
-    def __init__(self, run: RunDir, cfg: RewardConfig, enabled: bool):
-        self.run, self.enabled, self.tb, self.wandb = run, enabled, None, None
-        if not enabled or cfg.report_to == "none":
-            return
-        if cfg.report_to == "tensorboard":
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                log.info("tensorboard is not installed; logging to metrics.jsonl only")
-                return
-            self.tb = SummaryWriter(str(run.path / "tensorboard"))
-        elif cfg.report_to == "wandb":
-            try:
-                import wandb
-            except ImportError:
-                raise UserError("--report-to wandb: wandb is not installed (pip install wandb), "
-                                "or use --report-to tensorboard|none") from None
-            self.wandb = wandb.init(project="perlhf", name=run.path.name, config=config_to_dict(cfg))
-
-    def log(self, step: int, split: str, values: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        self.run.log_metrics({"step": step, "split": split, **values})
-        numeric = {k: v for k, v in values.items() if isinstance(v, int | float) and math.isfinite(v)}
-        if self.tb is not None:
-            for k, v in numeric.items():
-                self.tb.add_scalar(f"{split}/{k}", v, step)
-        if self.wandb is not None:
-            self.wandb.log({f"{split}/{k}": v for k, v in numeric.items()}, step=step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
 # --------------------------------------------------------------------------- the recipe
 @stage_entry
 def train_reward_model(cfg: RewardConfig, *, task: Any | None = None, backbone: torch.nn.Module | None = None,
@@ -530,7 +489,7 @@ def train_reward_model(cfg: RewardConfig, *, task: Any | None = None, backbone: 
         log.info("resuming from %s (step %d)", run.resumed_from, state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
     inner: RewardModel = accelerator.unwrap_model(model)
-    reporter = Reporter(run, cfg, enabled=main)
+    reporter = Reporter(run, cfg.report_to, config_to_dict(cfg), enabled=main)
 
     # 3. The untrained model, for reference.
     if state["untrained"] is None and cfg.eval_untrained:

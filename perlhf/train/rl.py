@@ -45,12 +45,13 @@ from typing import Any, Protocol
 
 import torch
 
-from perlhf.config import config_to_dict, mixed_precision_option, option
+from perlhf.config import config_to_dict, mixed_precision_option, option, progress_option, report_to_option
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.io import atomic_directory, dumps_json
 from perlhf.models.backbone import POLICY, VALUE, SeparateModels, SharedBackbone, value_positions
 from perlhf.runs import (
+    Reporter,
     RunDir,
     check_finite,
     iterate_steps,
@@ -59,6 +60,7 @@ from perlhf.runs import (
     make_accelerator,
     precision_summary,
     prepare_run,
+    progress_bar,
     save_optimizer,
     save_trainer_state,
     seed_everything,
@@ -137,6 +139,8 @@ class RLConfig:
     seed: int = option(0, "random seed (prompt order, sampling)")
     overwrite: bool = option(False, "replace an existing run directory")
     resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
+    report_to: str = report_to_option()
+    progress: bool = progress_option()
 
     def validate(self) -> None:
         from perlhf.models.loading import portable_name
@@ -378,6 +382,10 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
             run.truncate_metrics_after(start_step, SAMPLES_FILE)
         log.info("resumed from %s (step %d)", run.resumed_from, start_step)
     timer = PhaseTimer(device=accelerator.device)
+    reporter = Reporter(run, cfg.report_to, config_to_dict(cfg), enabled=accelerator.is_main_process)
+    bar = progress_bar(accelerator.is_main_process and cfg.progress and run is not None, cfg.max_steps, start_step,
+                       f"rl {cfg.mode}")
+    say = log.debug if bar is not None else log.info  # the bar shows what the per-step lines would
     # A resumed run's summary covers its earlier processes too: their steps come back from metrics.jsonl.
     history: list[dict[str, Any]] = ([r for r in run.read_metrics() if r.get("split") == "train"
                                       and int(r["step"]) <= start_step] if start_step and run is not None else [])
@@ -439,11 +447,14 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
         }
         history.append(record)
         is_main = accelerator.is_main_process
-        if run is not None and is_main and (step % cfg.log_every == 0 or step == cfg.max_steps):
-            run.log_metrics(record)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            reporter.log(step, "train", record)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(reward=f"{record['reward_mean']:.3f}", kl=f"{record['kl']:.3f}")
         if run is not None and is_main and cfg.sample_every and (step % cfg.sample_every == 0 or step == 1):
             _log_samples(run, step, expanded, rollout, rewards, tokenizer, cfg.num_samples_logged)
-        log.info("step %d reward %.3f kl %.4f objective %.3f len %.1f (%.1fs)", step, record["reward_mean"],
+        say("step %d reward %.3f kl %.4f objective %.3f len %.1f (%.1fs)", step, record["reward_mean"],
                  record["kl"], record["objective"], record["response_length"], record["time_step"])
         if on_step is not None:
             on_step(step, record)
@@ -455,6 +466,9 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
                 save_trainer_state(tmp, {"step": step, "epoch": epoch, "stage": "rl", "mode": cfg.mode})
             run.prune_checkpoints(cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
+    if bar is not None:
+        bar.close()
+    reporter.close()
     return history
 
 

@@ -28,12 +28,13 @@ from typing import Any
 
 import torch
 
-from perlhf.config import config_to_dict, mixed_precision_option, option
+from perlhf.config import config_to_dict, mixed_precision_option, option, progress_option, report_to_option
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.io import atomic_directory
 from perlhf.models.loading import write_plain_model
 from perlhf.runs import (
+    Reporter,
     RunDir,
     check_finite,
     iterate_steps,
@@ -42,6 +43,7 @@ from perlhf.runs import (
     make_accelerator,
     precision_summary,
     prepare_run,
+    progress_bar,
     save_optimizer,
     save_trainer_state,
     seed_everything,
@@ -90,6 +92,8 @@ class SFTConfig:
     seed: int = option(0, "random seed (data order, dropout)")
     overwrite: bool = option(False, "replace an existing run directory")
     resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
+    report_to: str = report_to_option()
+    progress: bool = progress_option()
 
     def validate(self) -> None:
         from perlhf.models.loading import portable_name
@@ -298,6 +302,10 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
         if last and val is not None:
             last["validation"] = {k: v for k, v in val.items() if k not in ("step", "split")}
     t_last = time.perf_counter()
+    main = accelerator.is_main_process
+    reporter = Reporter(run, cfg.report_to, config_to_dict(cfg), enabled=main)
+    bar = progress_bar(main and cfg.progress, cfg.max_steps, start_step, f"sft {cfg.mode}")
+    say = log.debug if bar is not None else log.info  # the bar shows what the per-step lines would
     for step, epoch, batch_idx in iterate_steps(len(train), cfg.batch_size, cfg.seed, cfg.max_steps, start_step):
         torch.manual_seed(step_seed(cfg.seed, step) + rank)
         examples = [train[i] for i in batch_idx]
@@ -331,15 +339,16 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
             now = time.perf_counter()
             last["seconds_per_step"] = (now - t_last) / (cfg.log_every if step % cfg.log_every == 0 else 1)
             t_last = now
-            if run is not None and accelerator.is_main_process:
-                run.log_metrics(last)
-            log.info("step %d loss %.4f", step, loss_value)
+            reporter.log(step, "train", last)
+            say("step %d loss %.4f", step, loss_value)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
         if validation and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps):
             ev = evaluate_sft(model, list(validation)[: cfg.max_eval_examples], pad_id, micro, device)
-            if run is not None and accelerator.is_main_process:
-                run.log_metrics({"step": step, "split": "validation", **ev})
+            reporter.log(step, "validation", ev)
             last["validation"] = ev
-            log.info("step %d validation loss %.4f", step, ev["loss"])
+            (bar.write if bar is not None else log.info)(f"step {step}: validation loss {ev['loss']:.4f}")
         if run is not None and accelerator.is_main_process and (
                 (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps):
             with run.checkpoint_writer(step) as tmp:
@@ -348,6 +357,9 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
                 save_trainer_state(tmp, {"step": step, "epoch": epoch, "stage": "sft"})
             run.prune_checkpoints(cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
+    if bar is not None:
+        bar.close()
+    reporter.close()
     return last
 
 
