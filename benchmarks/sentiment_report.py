@@ -123,6 +123,60 @@ def eval_table(out: Path) -> tuple[list[str], dict[str, float]]:
     return lines, gains
 
 
+def user_turn(prompt_text: str) -> str:
+    """The last user message of a chat-template prompt as logged in samples.jsonl (ChatML markers)."""
+    import re
+
+    found = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", prompt_text, re.S)
+    return found[-1] if found else prompt_text
+
+
+def watch_table(out: Path, size: int) -> tuple[list[str], dict[str, list]]:
+    """The reward-hacking watch: per window, the training reward of every logged episode beside the
+    independent judge's score of the same episodes (run with WATCH=1, which logs all of them). A policy
+    that exploits the training RM shows the first rising while the second stays flat or falls."""
+    from perlhf.models.heads import load_reward_model, load_tokenizer_for
+    from perlhf.train.scoring import score_texts
+
+    judge_dir = out / "judge" / "final"
+    lines = ["| mode | steps | episodes | training reward ± SE | judge score ± SE | judge score of the start policy |",
+             "|---|---|---|---|---|---|"]
+    series: dict[str, list] = {}
+    model = tok = info = None
+    for mode in ("lora", "full"):
+        f = out / f"rl-{mode}" / "samples.jsonl"
+        if not f.is_file():
+            continue
+        samples = rows(f)
+        steps = sorted({r["step"] for r in samples})
+        if len(samples) < 4 * len(steps):  # a few samples per step: not a watch run
+            continue
+        if model is None:
+            model, info = load_reward_model(judge_dir)
+            tok = load_tokenizer_for(judge_dir, info)
+        items = [([{"role": "user", "content": user_turn(r["prompt"])}], r["response"]) for r in samples]
+        judged = score_texts(model, tok, items, info.max_prompt_tokens, info.max_response_tokens, 64)
+        for i in range(0, len(steps), size):
+            window = set(steps[i:i + size])
+            idx = [k for k, r in enumerate(samples) if r["step"] in window]
+            tr = [samples[k]["reward"] for k in idx]
+            jd = [judged[k] for k in idx]
+
+            def ms(v):
+                m = statistics.fmean(v)
+                return m, (statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else float("nan"))
+
+            (tm, tse), (jm, jse) = ms(tr), ms(jd)
+            series.setdefault(mode, []).append((min(window), max(window), tm, tse, jm, jse))
+            lines.append(f"| {mode} | {min(window)}-{max(window)} | {len(idx)} | {tm:+.3f} ± {tse:.3f} | "
+                         f"{jm:+.3f} ± {jse:.3f} | |")
+    ev = out / "eval-lora.json" if (out / "eval-lora.json").is_file() else out / "eval-full.json"
+    if series and ev.is_file():
+        lines.append(f"| start policy | held-out test prompts | {load(ev)['prompts']} | | | "
+                     f"{load(ev)['judge_rm']['mean_sft']:+.3f} |")
+    return lines, series
+
+
 def plot(curves: dict[str, list], size: int, path: Path) -> None:
     import matplotlib
 
@@ -158,6 +212,10 @@ def main() -> None:
     if "lora" in gains and "full" in gains and gains["full"] > 0:
         print(f"LoRA's judge gain / full's: {gains['lora']:+.3f} / {gains['full']:+.3f} = "
               f"{gains['lora'] / gains['full']:.0%}\n")
+    watch, series = watch_table(args.out, args.window)
+    if series:
+        print("## Reward-hacking watch: training reward and judge score of the same episodes\n", *watch, "",
+              sep="\n")
     if curves:
         plot(curves, args.window, args.out / "learning_curves.png")
         print("![learning curves](learning_curves.png)")
