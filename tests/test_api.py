@@ -77,3 +77,31 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(block.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["rm"].summary["steps"] > 0
     assert len(namespace["scores"]) == 2
+
+
+def test_sft_from_the_users_jsonl_dialogues_or_pairs(tiny_env, tmp_path):
+    dialogues = tmp_path / "dialogues.jsonl"
+    with open(dialogues, "w") as fh:
+        for i in range(12):
+            fh.write(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
+                                              {"role": "assistant", "content": "Hello!"},
+                                              {"role": "user", "content": "bye"},
+                                              {"role": "assistant", "content": "Goodbye."}]}) + "\n")
+    kw = dict(model=str(tiny_env / "tiny"), task="jsonl", max_steps=1, batch_size=2, eval_every=0,
+              max_prompt_tokens=32, max_response_tokens=8)
+    a = perlhf.train_sft(path=str(dialogues), output_dir=tmp_path / "a", **kw)
+    assert a.summary["train_examples"] >= 12  # two assistant turns per dialogue, most in train
+    b = perlhf.train_sft(path=str(tiny_env / "pairs.jsonl"), output_dir=tmp_path / "b", **kw)
+    assert b.summary["train_examples"] == 48  # the chosen response of each training pair
+
+
+def test_sft_targets_of_every_record_kind():
+    from perlhf.data.records import Dialogue, PreferencePair, RatedResponse
+    from perlhf.train.sft import sft_targets
+
+    user = ({"role": "user", "content": "q"},)
+    recs = [PreferencePair(id="p", group="g", prompt=user, chosen="good", rejected="bad"),
+            RatedResponse(id="r1", group="g", prompt=user, response="liked", label=1),
+            RatedResponse(id="r0", group="g", prompt=user, response="disliked", label=0),
+            Dialogue(id="d", group="g", messages=(*user, {"role": "assistant", "content": "a"}))]
+    assert [t for _, t in sft_targets(recs)] == ["good", "liked", "a"]

@@ -127,7 +127,7 @@ CASES = {
                             "not a perlhf run"),
     # sft
     "sft-lora-rank-0": (lambda e, r, c: _sft(e, "--lora-rank", "0", "--output-dir", "o"), "rank"),
-    "sft-rating-task": (lambda e, r, c: _sft(e, "--output-dir", "o")[:4] + ["rotten-tomatoes-sentiment"]
+    "sft-prompt-task": (lambda e, r, c: _sft(e, "--output-dir", "o")[:4] + ["rotten-tomatoes"]
                         + _sft(e, "--output-dir", "o")[5:], "dialogue"),
     "sft-resume-changed-lr": (lambda e, r, c: _sft(e, "--resume", "--learning-rate", "0.5", "--output-dir",
                                                    str(r["sft"])), "--learning-rate"),

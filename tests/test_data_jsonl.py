@@ -98,3 +98,18 @@ def test_truncated_gz(tmp_path):
     p.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match=r"mine.jsonl.gz, after line \d+: truncated or corrupt gzip"):
         load_task("jsonl", path=p)
+
+
+def test_dialogue_lines(tmp_path):
+    from perlhf.data import jsonl
+    from perlhf.errors import DataError
+
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+                 '{"messages": [{"role": "user", "content": "only a question"}]}\n')
+    with pytest.raises(DataError, match="line 2.*no assistant turn"):
+        jsonl.load_file(f)
+    f.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+                 '{"prompt": "x", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(DataError, match="line 2.*expected a dialogue"):
+        jsonl.load_file(f)

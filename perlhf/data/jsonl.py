@@ -1,9 +1,10 @@
 """Users' own data in JSON Lines (``.jsonl`` or ``.jsonl.gz``), one record per line.
 
-Two shapes, decided by the first record; every line must have the same shape:
+Three shapes, decided by the first record; every line must have the same shape:
 
 * preference pairs: ``{"prompt": P, "chosen": TEXT, "rejected": TEXT}``
 * ratings:          ``{"prompt": P, "response": TEXT, "label": 0 | 1}``
+* dialogues (SFT):  ``{"messages": [{"role": ..., "content": ...}, ...]}`` with at least one assistant turn
 
 ``P`` is either a string (one user message) or a list of chat messages
 ``[{"role": "system" | "user" | "assistant", "content": TEXT}, ...]``.
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from perlhf.data.readers import binary_label, iter_jsonl, require
-from perlhf.data.records import ROLES, SPLITS, Message, PreferencePair, RatedResponse
+from perlhf.data.records import ROLES, SPLITS, Dialogue, Message, PreferencePair, RatedResponse
 from perlhf.errors import DataError
 
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
@@ -70,7 +71,25 @@ def _kind_of(obj: Any, path: Path, where: str) -> str:
         return "pair"
     if "response" in obj or "label" in obj:
         return "rating"
-    raise DataError(path, where, "missing field 'chosen'/'rejected' (a pair) or 'response'/'label' (a rating)")
+    if "messages" in obj:
+        return "dialogue"
+    raise DataError(path, where, "missing field 'chosen'/'rejected' (a pair), 'response'/'label' (a rating) or "
+                    "'messages' (a dialogue)")
+
+
+def _dialogue(obj: dict, path: Any, where: str, default_id: str) -> tuple[Dialogue, str | None]:
+    messages = parse_messages(obj["messages"], path, where, field="messages")
+    if not any(m["role"] == "assistant" for m in messages[1:]):
+        raise DataError(path, where, "field 'messages': no assistant turn after the first message, so nothing "
+                        "to learn; SFT learns every assistant reply given what precedes it")
+    rid = _optional_str(obj, "id", path, where) or default_id
+    group = _optional_str(obj, "group", path, where) or prompt_group(messages[:1])
+    split = _optional_str(obj, "split", path, where)
+    if split is not None:
+        if split.lower() not in SPLIT_ALIASES:
+            raise DataError(path, where, f"field 'split': unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+        split = SPLIT_ALIASES[split.lower()]
+    return Dialogue(id=rid, group=group, messages=messages), split
 
 
 def _optional_str(obj: dict, key: str, path: Path, where: str) -> str | None:
@@ -104,8 +123,12 @@ def parse_objects(items: Any, source: Any, unit: str = "line"
         if kind is None:
             kind, first_line = this, lineno
         elif this != kind:
-            shape = "{prompt, chosen, rejected}" if kind == "pair" else "{prompt, response, label}"
-            raise DataError(path, where, f"expected a {kind} {shape} like line {first_line}, found a {this}")
+            shape = {"pair": "{prompt, chosen, rejected}", "rating": "{prompt, response, label}",
+                     "dialogue": "{messages}"}[kind]
+            raise DataError(path, where, f"expected a {kind} {shape} like {unit} {first_line}, found a {this}")
+        if kind == "dialogue":
+            out.append(_dialogue(obj, path, where, f"{getattr(path, 'name', path)}:{lineno}"))
+            continue
         if "prompt" not in obj:
             raise DataError(path, where, "missing field 'prompt'")
         prompt = parse_messages(obj["prompt"], path, where)

@@ -41,10 +41,7 @@ def register(sub: Any) -> None:
         description="Write a merged reward model folder: the base model with the LoRA adapter folded in, "
         "plus the scalar head. It scores like the adapter model (within float rounding) at the cost "
         "of a plain model.")
-    merge.add_argument("--model-dir", type=Path, required=True, help="a reward model folder (RUN/final)")
-    merge.add_argument("--output", type=Path, required=True, help="folder to write the merged model to")
-    merge.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    merge.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
+    _folder_to_folder(merge, "a reward model folder (RUN/final)", "the merged model")
     merge.set_defaults(func=_merge)
 
     export = rm_sub.add_parser(
@@ -54,10 +51,7 @@ def register(sub: Any) -> None:
         "transformers, TRL or vLLM load without perlhf. Pairwise models and rating models trained with "
         "--head-bias false score exactly as in perlhf; a rating head's bias has no place in the standard "
         "score layer, so those exports score that constant lower (kept as config.perlhf_score_bias).")
-    export.add_argument("--model-dir", type=Path, required=True, help="a reward model folder (RUN/final or a merge)")
-    export.add_argument("--output", type=Path, required=True, help="folder to write the exported model to")
-    export.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    export.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
+    _folder_to_folder(export, "a reward model folder (RUN/final or a merge)", "the exported model")
     export.set_defaults(func=_export)
 
     score = rm_sub.add_parser(
@@ -72,6 +66,19 @@ def register(sub: Any) -> None:
     score.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
     score.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
     score.set_defaults(func=_score)
+
+
+def _folder_to_folder(parser: argparse.ArgumentParser, source: str, result: str) -> None:
+    """The options of a command that reads one reward model folder and writes another."""
+    parser.add_argument("--model-dir", type=Path, required=True, help=source)
+    parser.add_argument("--output", type=Path, required=True, help=f"folder to write {result} to")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and (out.is_file() or any(out.iterdir())) and not overwrite:
+        raise UserError(f"--output {out} already exists: pass --overwrite to replace it")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -111,8 +118,7 @@ def _merge(args: argparse.Namespace) -> int:
     from perlhf.models.heads import merge_reward_model
 
     out: Path = args.output
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise UserError(f"--output {out} already exists: pass --overwrite to replace it")
+    _check_output(out, args.overwrite)
     merge_reward_model(args.model_dir, out, trust_remote_code=args.trust_remote_code)
     print(f"merged reward model written to {out}")
     return 0
@@ -122,8 +128,7 @@ def _export(args: argparse.Namespace) -> int:
     from perlhf.models.heads import export_sequence_classifier
 
     out: Path = args.output
-    if out.exists() and (out.is_file() or any(out.iterdir())) and not args.overwrite:
-        raise UserError(f"--output {out} already exists: pass --overwrite to replace it")
+    _check_output(out, args.overwrite)
     done = export_sequence_classifier(args.model_dir, out, trust_remote_code=args.trust_remote_code)
     print(f"{done['class']} written to {out} (head bias {done['head_bias']:.4g})")
     return 0

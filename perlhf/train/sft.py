@@ -61,8 +61,11 @@ class SFTConfig:
     """Options of ``perlhf sft``."""
 
     model: str = option("smollm2-135m", "base model: a Hugging Face id, a local folder or smollm2-135m (offline)")
-    task: str = option("taskmaster-coffee-dialogues", "dialogue task to train on (every assistant turn is a target)")
+    task: str = option("taskmaster-coffee-dialogues", "task to train on: dialogues (every assistant turn is a "
+                       "target), or pairs (the chosen response) or ratings (the thumbs-up responses)")
     data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
+    path: str | None = option(None, "data file for --task jsonl: dialogues {messages}, pairs or ratings "
+                              "(see perlhf data list)")
     output_dir: str = option("runs/sft", "run directory (config, metrics.jsonl, checkpoints, final model)")
     mode: str = option("lora", "lora: train a LoRA adapter on a frozen base; full: train every weight",
                        choices=["lora", "full"])
@@ -163,6 +166,20 @@ def encode_dialogues(tokenizer, dialogues: Sequence[Any], *, max_prompt_tokens: 
 def dialogue_targets(dialogues: Sequence[Any]) -> list[tuple[Any, str]]:
     """(context, assistant reply) for every assistant turn of every dialogue."""
     return [t for d in dialogues for t in d.targets()]
+
+
+def sft_targets(records: Sequence[Any]) -> list[tuple[Any, str]]:
+    """SFT targets of any record kind: every assistant turn of a dialogue, a pair's chosen response,
+    a thumbs-up rating's response (thumbs-down ones are not imitated). Pure."""
+    out: list[tuple[Any, str]] = []
+    for r in records:
+        if r.kind == "dialogue":
+            out.extend(r.targets())
+        elif r.kind == "pair":
+            out.append((r.prompt, r.chosen))
+        elif r.kind == "rating" and r.label == 1:
+            out.append((r.prompt, r.response))
+    return out
 
 
 def encode_targets(tokenizer, targets: Sequence[tuple[Any, str]], *, max_prompt_tokens: int,
@@ -376,14 +393,18 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
                       config={"stage": "sft", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
-    task = load_task(cfg.task, data_dir=cfg.data_dir)
+    task = load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
+    if task.kind not in ("dialogue", "pair", "rating"):
+        raise UserError(f"--task {cfg.task}: SFT needs dialogues (every assistant turn a target), pairs (the "
+                        f"chosen response) or ratings (the thumbs-up responses), got a {task.kind} task; "
+                        "try --task taskmaster-coffee-dialogues")
     if task.kind != "dialogue":
-        raise UserError(f"--task {cfg.task}: SFT needs a dialogue task (every assistant turn a target), "
-                        f"got a {task.kind} task; try --task taskmaster-coffee-dialogues")
+        log.info("SFT targets from a %s task: %s", task.kind,
+                 "each pair's chosen response" if task.kind == "pair" else "the thumbs-up (label 1) responses")
     kw = dict(max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens)
     # Subset the targets before tokenizing: encoding all ~18k Taskmaster contexts takes most of a minute.
-    train_targets = _subset(dialogue_targets(task.split("train")), cfg.max_train_examples, cfg.seed)
-    val_targets = _subset(dialogue_targets(task.split("validation")), cfg.max_eval_examples, cfg.seed)
+    train_targets = _subset(sft_targets(task.split("train")), cfg.max_train_examples, cfg.seed)
+    val_targets = _subset(sft_targets(task.split("validation")), cfg.max_eval_examples, cfg.seed)
     train, cut_train = encode_targets(tokenizer, train_targets, **kw)
     validation, _ = encode_targets(tokenizer, val_targets, **kw)
     if not train:
