@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from perlhf.config import bool_flag
 from perlhf.errors import UserError
 
 DESCRIPTION = (
@@ -30,7 +31,7 @@ def register(sub: Any) -> None:
                    help="comma-separated modes: 'full' and 'lora:rN' (default: %(default)s)")
     p.add_argument("--report-dir", type=Path, default=Path("reports/compare"),
                    help="folder for report.md, report.json, the plots and each mode's run (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --report-dir")
+    bool_flag(p, "--overwrite", "replace an existing --report-dir")
     p.set_defaults(func=_run, accepts_extra=True)
 
 

@@ -52,6 +52,12 @@ def progress_option() -> Any:
     return option(True, "show a progress bar (i/N steps, key metrics, ETA); false: one log line per step")
 
 
+def bool_flag(parser: argparse.ArgumentParser | Any, flag: str, help: str) -> None:
+    """A boolean option spelled like every dataclass option: ``--flag`` (true), ``--flag true|false``."""
+    parser.add_argument(flag, type=_parse_bool, nargs="?", const=True, default=False, metavar="true|false",
+                        help=f"{help} (default: False)")
+
+
 def _base_type(tp: Any) -> tuple[Any, bool]:
     """(underlying type, optional?) for annotations like ``int | None``."""
     origin = typing.get_origin(tp)

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from perlhf.config import bool_flag
 from perlhf.errors import UserError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -46,8 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--split-fractions", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
                        help="fractions for hash-based splits (default: 0.8,0.1,0.1)")
         p.add_argument("--model", default=DEFAULT_MODEL, metavar="M", help=f"{MODEL_HELP} (default: {DEFAULT_MODEL})")
-        p.add_argument("--trust-remote-code", action="store_true",
-                       help="allow a hub model's own tokenizer code to run (only if you trust it)")
+        bool_flag(p, "--trust-remote-code", "allow a hub model's own tokenizer code to run (only if you trust it)")
 
     p_stats = actions.add_parser(
         "stats", help="per-split record counts, label balance and token-length percentiles",
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common(p_stats)
     p_stats.add_argument("--max-prompt-tokens", type=int, default=None, metavar="N",
                          help="also count the prompts longer than N tokens (they would be truncated from the left)")
-    p_stats.add_argument("--json", action="store_true", help="print the statistics as JSON instead of a table")
+    bool_flag(p_stats, "--json", "print the statistics as JSON instead of a table")
     p_stats.set_defaults(func=cmd_stats)
 
     p_show = actions.add_parser(

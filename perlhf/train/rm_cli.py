@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from perlhf.config import add_dataclass_arguments, resolve_config
+from perlhf.config import add_dataclass_arguments, bool_flag, resolve_config
 from perlhf.errors import DataError, UserError
 
 TRAIN_HELP = "train a reward model (LoRA or full fine-tuning) on pairs or thumbs-up/down ratings"
@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
     score.add_argument("--input", type=Path, required=True, help="JSONL file of texts or pairs")
     score.add_argument("--output", type=Path, default=None, help="write scored JSONL here (default: stdout)")
     score.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
-    score.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
+    bool_flag(score, "--trust-remote-code", "allow code from the model repository")
     score.set_defaults(func=_score)
 
 
@@ -72,8 +72,8 @@ def _folder_to_folder(parser: argparse.ArgumentParser, source: str, result: str)
     """The options of a command that reads one reward model folder and writes another."""
     parser.add_argument("--model-dir", type=Path, required=True, help=source)
     parser.add_argument("--output", type=Path, required=True, help=f"folder to write {result} to")
-    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repository")
+    bool_flag(parser, "--overwrite", "replace --output if it exists")
+    bool_flag(parser, "--trust-remote-code", "allow code from the model repository")
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
