@@ -35,7 +35,8 @@ def _argv(stage: str, env: Path, rm_final: Path | None) -> list[str]:
               "--max-prompt-tokens", "32"]
     if stage == "rm":
         return ["rm", "train", "--model", str(env / "tiny"), "--task", "jsonl", "--path", str(env / "pairs.jsonl"),
-                "--batch-size", "8", "--eval-every", "1", "--max-response-tokens", "16", "--lora-dropout", "0.1",
+                "--batch-size", "8", "--eval-every", "2", "--save-every", "1", "--keep-checkpoints", "2",
+                "--max-response-tokens", "16", "--lora-dropout", "0.1",
                 "--progress", "false", "--report-to", "none", "--max-steps", str(STEPS), "--seed", "3",
                 "--max-prompt-tokens", "32"]
     if stage == "sft":

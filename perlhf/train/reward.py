@@ -102,6 +102,8 @@ class RewardConfig:
     eval_batch_size: int = option(16, "examples per evaluation forward pass (per process)")
     max_steps: int = option(200, "optimizer steps to train")
     eval_every: int = option(50, "validate, keep the best weights and checkpoint every N steps (and at the end)")
+    save_every: int = option(0, "also checkpoint every N steps between validations (0: only when validating)")
+    keep_checkpoints: int = option(2, "complete checkpoints kept")
     bucket_window: int = option(32, "length bucketing: sort examples within windows of this many batches "
                                 "(1: no bucketing across batches)")
     max_prompt_tokens: int = option(384, "prompt token budget; longer prompts lose their oldest turns")
@@ -133,9 +135,11 @@ class RewardConfig:
         if self.mode == "lora":
             self.lora_options().validate()
         for name in ("batch_size", "grad_accum", "eval_batch_size", "max_steps", "eval_every",
-                     "max_prompt_tokens", "max_response_tokens", "bucket_window"):
+                     "max_prompt_tokens", "max_response_tokens", "bucket_window", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.save_every < 0:
+            raise UserError(f"--save-every must be >= 0 (0: only when validating), got {self.save_every}")
         for name in ("max_train_examples", "max_eval_examples", "micro_batch_tokens"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -532,23 +536,26 @@ def train_reward_model(cfg: RewardConfig, *, task: Any | None = None, backbone: 
             bar.set_postfix(loss=f"{sum(recent_loss) / len(recent_loss):.4f}",
                             acc=f"{sum(recent_acc) / len(recent_acc):.3f}")
 
-        # 5. Validate, keep the best, checkpoint.
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+        # 5. Validate and keep the best (every --eval-every); checkpoint then and every --save-every.
+        validate = step % cfg.eval_every == 0 or step == cfg.max_steps
+        improved = False
+        if validate:
             val = evaluate(inner, data["validation"], pad_id, cfg, accelerator)
             reporter.log(step, "validation", val)
             improved = state["best_metric"] is None or val[metric_name] > state["best_metric"]
             if improved:
                 state["best_metric"], state["best_step"] = val[metric_name], step
+        if validate or (cfg.save_every and step % cfg.save_every == 0):
             state["step"] = step
             state["cost_raw"] = _cost_so_far(prev_cost, step_times, tokens, warmup, memory)  # for --resume
             if main:
                 if improved:
                     _write_best(run, inner, step, val)
-                _write_checkpoint(run, inner, optimizer, scheduler, state)
+                _write_checkpoint(run, inner, optimizer, scheduler, state, cfg.keep_checkpoints)
             accelerator.wait_for_everyone()
-            if bar is not None:
-                bar.write(f"step {step}: validation {metric_name} {val[metric_name]:.4f} "
-                          f"(best {state['best_metric']:.4f} at step {state['best_step']})")
+        if validate and bar is not None:
+            bar.write(f"step {step}: validation {metric_name} {val[metric_name]:.4f} "
+                      f"(best {state['best_metric']:.4f} at step {state['best_step']})")
     if bar is not None:
         bar.close()
 
@@ -616,12 +623,13 @@ def _write_best(run: RunDir, model: RewardModel, step: int, metrics: dict) -> No
         atomic_write_json(tmp / "best.json", {"step": step, "validation": metrics})
 
 
-def _write_checkpoint(run: RunDir, model: RewardModel, optimizer: Any, scheduler: Any, state: dict) -> None:
+def _write_checkpoint(run: RunDir, model: RewardModel, optimizer: Any, scheduler: Any, state: dict,
+                      keep: int = 2) -> None:
     with run.checkpoint_writer(state["step"]) as tmp:
         save_trainable(model, tmp)
         save_optimizer(tmp, optimizer, scheduler)
         save_trainer_state(tmp, state)  # last: marks the checkpoint complete
-    run.prune_checkpoints(keep=2)
+    run.prune_checkpoints(keep=keep)
 
 
 def _cost_so_far(prev: dict | None, step_times: list[float], tokens: dict, warmup: int, memory: Any) -> dict:
