@@ -28,7 +28,7 @@ from perlhf.compare import (
     run_process,
     versions,
 )
-from perlhf.config import option
+from perlhf.config import mixed_precision_option, option
 from perlhf.errors import UserError
 from perlhf.io import atomic_write_json, atomic_write_text
 from perlhf.report import ModeResult, markdown_table, write_report
@@ -93,6 +93,7 @@ class DemoConfig:
                          "numbers mean nothing")
     lora_rank: int = option(8, "LoRA rank of the LoRA modes (the paper's r=8)")
     seed: int = option(0, "seed of every step")
+    mixed_precision: str = mixed_precision_option()
 
     def validate(self) -> None:
         if self.lora_rank <= 0:
@@ -152,6 +153,17 @@ class Progress:
         return f"overall: {elapsed / 60:.1f} min elapsed, ETA {remaining / 60:.1f} min"
 
 
+def _precision_used(cfg: DemoConfig) -> str:
+    """What --mixed-precision resolved to on this machine, and why (the stages resolve it the same way)."""
+    import torch
+
+    from perlhf import precision
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen = precision.choose(cfg.mixed_precision, device=device, native_bf16=precision.native_bf16(device))
+    return f"{chosen.mode} ({chosen.reason})"
+
+
 def _perlhf(*args: str) -> list[str]:
     return [sys.executable, "-m", "perlhf", *args]
 
@@ -182,7 +194,8 @@ def _run_sft(cfg: DemoConfig, b: Budget, runs: Path, data: list[str], progress: 
                       "--batch-size", str(b.sft_batch), "--max-prompt-tokens", str(b.max_prompt_tokens),
                       "--max-response-tokens", str(b.max_response_tokens), "--max-eval-examples",
                       str(b.rm_eval_examples), "--max-train-examples", str(b.sft_steps * b.sft_batch), "--eval-every", str(b.sft_steps), "--save-every", str(b.sft_steps),
-                      "--seed", str(cfg.seed), "--output-dir", str(sft_dir), "--overwrite", "true")
+                      "--seed", str(cfg.seed), "--output-dir", str(sft_dir), "--overwrite", "true",
+                      "--mixed-precision", cfg.mixed_precision)
     commands.append(_shown(sft_cmd))
     update = progress.begin("sft")
     rc = run_process(sft_cmd, runs / "sft.log", sft_dir / "metrics.jsonl", update)
@@ -223,7 +236,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                # at least 64: a tiny random subset of an 86%-positive task can hold one label only
                str(2000 if sentiment else max(64, b.rm_steps * b.rm_batch)), "--max-prompt-tokens", str(b.max_prompt_tokens),
                "--max-response-tokens", str(b.max_response_tokens), "--seed", str(cfg.seed),
-               "--report-to", "none"]
+               "--report-to", "none", "--mixed-precision", cfg.mixed_precision]
     rm_results: list[ModeResult] = []
     for mode in modes:
         name = f"rm {'full' if mode.rank is None else 'lora'}"
@@ -260,7 +273,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                    "--max-steps", str(b.rl_steps), "--prompts-per-step", str(b.rl_prompts_per_step),
                    "--samples-per-prompt", str(b.rl_samples_per_prompt), "--max-new-tokens", str(b.max_new_tokens),
                    "--max-prompt-tokens", str(b.max_prompt_tokens), "--max-prompts",
-                   str(b.rl_steps * b.rl_prompts_per_step), "--seed", str(cfg.seed)]
+                   str(b.rl_steps * b.rl_prompts_per_step), "--seed", str(cfg.seed),
+                   "--mixed-precision", cfg.mixed_precision]
         if sentiment:  # RLOO over the samples of a prompt (SENTIMENT_RESULTS.md)
             rl_args += ["--baseline", "rloo"]
         for mode in modes:
@@ -294,7 +308,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     meta = {"task": cfg.task, "model": cfg.model, "size": "quick (tiny budgets)" if cfg.quick else "demo budgets",
             "command": "perlhf " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["demo"] else "perlhf demo",
-            "versions": versions(), "machine": machine()}
+            "versions": versions(), "machine": machine(), "mixed_precision": _precision_used(cfg)}
     write_report(out / "rm", "rm", rm_results, meta)
     write_report(out / "rl", "rl", rl_results, meta)
     summary = {"budget": asdict(b), "minutes": (time.perf_counter() - t0) / 60, "sft_model": str(sft_model),

@@ -132,6 +132,8 @@ def render_markdown(stage: str, results: list[ModeResult], meta: dict[str, Any])
         parts.append("Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     if meta.get("machine"):
         parts.append(f"Machine: {meta['machine']}")
+    if meta.get("mixed_precision"):
+        parts.append(f"Mixed precision: {meta['mixed_precision']}")
     parts.append("")
     return "\n".join(parts)
 
