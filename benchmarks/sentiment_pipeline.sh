@@ -18,8 +18,8 @@
 set -euo pipefail
 OUT=${1:-runs/sentiment}
 RL_STEPS=${2:-20}
-LORA_LR=${LORA_LR:-5e-4}   # chosen on validation prompts: benchmarks/sentiment_sweep.sh
-FULL_LR=${FULL_LR:-2e-5}
+LORA_LR=${LORA_LR:-1e-3}   # chosen on validation prompts: benchmarks/sentiment_sweep.sh (SENTIMENT_RESULTS.md)
+FULL_LR=${FULL_LR:-5e-5}
 WATCH=${WATCH:-0}         # 1: log every episode (samples.jsonl) for the per-window judge watch
 mkdir -p "$OUT"
 P="python -m perlhf"

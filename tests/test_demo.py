@@ -48,7 +48,7 @@ def test_sentiment_budget_skips_sft_and_sets_per_mode_rates():
     assert budget_for(cfg) is SENTIMENT and "sft" not in {s.name for s in _plan(SENTIMENT)}
     assert budget_for(DemoConfig(task="rotten-tomatoes-sentiment", quick=True)) is SENTIMENT_QUICK
     assert budget_for(DemoConfig(task="taskmaster-coffee")) is FULL
-    assert _mode_args(cfg, "rl", Mode("lora:r8", 8)) == ["--learning-rate", "5e-4", "--lora-targets", "all-linear"]
+    assert _mode_args(cfg, "rl", Mode("lora:r8", 8)) == ["--learning-rate", "1e-3", "--lora-targets", "all-linear"]
     assert _mode_args(cfg, "rm", Mode("full", None)) == ["--learning-rate", "5e-5"]
     assert _mode_args(DemoConfig(task="taskmaster-coffee"), "rl", Mode("full", None)) == []
 
