@@ -372,7 +372,7 @@ def _f(v: Any, spec: str) -> str:
 
 def format_main_table(rows: list[dict[str, Any]]) -> str:
     headers = ["mode", "RM test acc", "RM AUC", "RM mem % full", "RM speed-up", "RL reward gain", "RL KL",
-               "judge win/tie/loss vs SFT", "judge win rate ± SE", "RL mem % full", "RL speed-up"]
+               "judge win/tie/loss vs start (SFT)", "judge win rate ± SE", "RL mem % full", "RL speed-up"]
     body = []
     for r in rows:
         wtl = ("–" if r["judge_win"] is None else
