@@ -179,7 +179,7 @@ def test_adapter_on_other_base_weights_is_refused(base_dir, tmp_path):
 
 
 def test_not_a_reward_model_folder(tmp_path):
-    with pytest.raises(UserError, match="no such directory"):
+    with pytest.raises(UserError, match="no such folder"):
         load_reward_model(tmp_path / "nope")
     with pytest.raises(UserError, match="not a perlhf reward model folder"):
         load_reward_model(tmp_path)
