@@ -291,6 +291,15 @@ def load_optimizer(folder: Path, optimizer: Any, scheduler: Any | None = None) -
         scheduler.load_state_dict(state["scheduler"])
 
 
+def check_batch_fits(n_examples: int, batch_size: int) -> None:
+    """Refuse a batch larger than the training data (no step could be formed)."""
+    if n_examples < batch_size:
+        raise UserError(
+            f"only {n_examples} training examples for a batch of {batch_size}: lower --batch-size "
+            "or use more data"
+        )
+
+
 def iterate_steps(n_examples: int, batch_size: int, seed: int, max_steps: int,
                   start_step: int = 0) -> Iterator[tuple[int, int, list[int]]]:
     """Yield ``(step, epoch, batch_indices)`` for steps ``start_step+1 .. max_steps``.
@@ -298,11 +307,7 @@ def iterate_steps(n_examples: int, batch_size: int, seed: int, max_steps: int,
     The schedule depends only on (n_examples, batch_size, seed), so resuming at
     ``start_step`` yields exactly the batches the uninterrupted run would have seen.
     """
-    if n_examples < batch_size:
-        raise UserError(
-            f"only {n_examples} training examples for a batch of {batch_size}: lower --batch-size "
-            "or use more data"
-        )
+    check_batch_fits(n_examples, batch_size)
     per_epoch = n_examples // batch_size
     step = 0
     epoch = 0
@@ -332,10 +337,10 @@ def changed_options(saved: dict[str, Any], now: dict[str, Any],
     return [k for k, v in now.items() if k not in allowed and k in saved and saved[k] != clean_json(v)]
 
 
-def check_resume_options(path: Path, now: dict[str, Any], resumable: Iterable[str] = RESUMABLE_CHANGES) -> None:
+def check_resume_options(path: Path, now: dict[str, Any]) -> None:
     """Refuse ``--resume`` when an option that changes the computation differs from the run's config.yaml."""
     saved = yaml.safe_load((path / "config.yaml").read_text()) or {}
-    changed = changed_options(saved, now, resumable)
+    changed = changed_options(saved, now)
     if changed:
         diffs = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {now[k]!r}" for k in changed)
         raise UserError(f"--resume {path}: options differ from the original run ({diffs}); "
@@ -365,8 +370,7 @@ _created_here: list[Path] = []
 
 
 def prepare_run(accelerator: Any, output_dir: str | os.PathLike, *, overwrite: bool = False,
-                resume: bool = False, config: dict[str, Any] | None = None,
-                resumable: Iterable[str] = RESUMABLE_CHANGES) -> RunDir:
+                resume: bool = False, config: dict[str, Any] | None = None) -> RunDir:
     """The run directory of a stage that may run under ``torchrun``: every process checks the options
     (so a refusal stops them all), only the main process deletes or creates the folder, the others
     wait and then open it. With ``config`` (the stage's options), ``--resume`` refuses changed options
@@ -379,7 +383,7 @@ def prepare_run(accelerator: Any, output_dir: str | os.PathLike, *, overwrite: b
             raise UserError(f"--resume {path}: not a perlhf run folder (no config.yaml); give the --output-dir "
                             "of an earlier run, or start a new run in an empty folder")
         if config is not None:
-            check_resume_options(path, config, resumable)
+            check_resume_options(path, config)
     accelerator.wait_for_everyone()  # every process has checked before the main one changes anything
     run = None
     if accelerator.is_main_process:

@@ -84,12 +84,17 @@ def _dialogue(obj: dict, path: Any, where: str, default_id: str) -> tuple[Dialog
                         "to learn; SFT learns every assistant reply given what precedes it")
     rid = _optional_str(obj, "id", path, where) or default_id
     group = _optional_str(obj, "group", path, where) or prompt_group(messages[:1])
+    return Dialogue(id=rid, group=group, messages=messages), _given_split(obj, path, where)
+
+
+def _given_split(obj: dict, path: Any, where: str) -> str | None:
+    """The record's own ``split`` field, normalised (``dev`` -> ``validation``), or None."""
     split = _optional_str(obj, "split", path, where)
-    if split is not None:
-        if split.lower() not in SPLIT_ALIASES:
-            raise DataError(path, where, f"field 'split': unknown split {split!r} (expected one of {', '.join(SPLITS)})")
-        split = SPLIT_ALIASES[split.lower()]
-    return Dialogue(id=rid, group=group, messages=messages), split
+    if split is None:
+        return None
+    if split.lower() not in SPLIT_ALIASES:
+        raise DataError(path, where, f"field 'split': unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+    return SPLIT_ALIASES[split.lower()]
 
 
 def _optional_str(obj: dict, key: str, path: Path, where: str) -> str | None:
@@ -109,11 +114,10 @@ def load_file(path: str | Path) -> tuple[str, list[tuple[PreferencePair | RatedR
     return parse_objects(iter_jsonl(path), path)
 
 
-def parse_objects(items: Any, source: Any, unit: str = "line"
+def parse_objects(items: Any, path: Any, unit: str = "line"
                   ) -> tuple[str, list[tuple[PreferencePair | RatedResponse, str | None]]]:
     """:func:`load_file` for ``(number, object)`` items from anywhere (file lines, a list of dicts, the rows
-    of a ``datasets.Dataset``); errors name ``source`` and ``unit`` + number."""
-    path = source
+    of a ``datasets.Dataset``); errors name ``path`` (the source) and ``unit`` + number."""
     kind: str | None = None
     first_line = 0
     out: list[tuple[PreferencePair | RatedResponse, str | None]] = []
@@ -134,11 +138,7 @@ def parse_objects(items: Any, source: Any, unit: str = "line"
         prompt = parse_messages(obj["prompt"], path, where)
         rid = _optional_str(obj, "id", path, where) or f"{getattr(path, 'name', path)}:{lineno}"
         group = _optional_str(obj, "group", path, where) or prompt_group(prompt)
-        split = _optional_str(obj, "split", path, where)
-        if split is not None:
-            if split.lower() not in SPLIT_ALIASES:
-                raise DataError(path, where, f"field 'split': unknown split {split!r} (expected one of {', '.join(SPLITS)})")
-            split = SPLIT_ALIASES[split.lower()]
+        split = _given_split(obj, path, where)
         rec: PreferencePair | RatedResponse
         if kind == "pair":
             chosen = require(obj, "chosen", path, where)

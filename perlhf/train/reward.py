@@ -43,6 +43,7 @@ from perlhf.models.heads import RewardInfo, RewardModel, ScalarHead, hidden_size
 from perlhf.runs import (
     Reporter,
     RunDir,
+    check_batch_fits,
     check_finite,
     load_optimizer,
     load_trainer_state,
@@ -456,9 +457,7 @@ def train_reward_model(cfg: RewardConfig, *, task: Any | None = None, backbone: 
     pad_id = int(tokenizer.pad_token_id)
     data = {name: encode_split(name, kind, recs, tokenizer, cfg) for name, recs in records.items()}
     metric_name = selection_metric(kind)
-    if len(data["train"]) < cfg.batch_size:
-        raise UserError(f"only {len(data['train'])} training examples for a batch of {cfg.batch_size}: lower "
-                        "--batch-size or use more data")
+    check_batch_fits(len(data["train"]), cfg.batch_size)  # before the run folder exists
     for name, split in data.items():
         if split.prompts_truncated:
             log.info("%s: %d of %d prompts cut to %d tokens (oldest turns dropped)",
