@@ -75,7 +75,8 @@ def rm_table(out: Path) -> list[str]:
         info = load(out / name / "final" / "perlhf_reward.json")
         test = info["extra"]["test"]
         untrained = next((r for r in rows(out / name / "metrics.jsonl") if r.get("split") == "untrained"), {})
-        lb = length_baselines(info["task"], cfg.get("max_eval_examples") or test["n"], cfg.get("seed", 0))
+        # the reward model's own test subset: perlhf rm draws it with seed + 2 (perlhf.train.reward.load_splits)
+        lb = length_baselines(info["task"], cfg.get("max_eval_examples") or test["n"], cfg.get("seed", 0) + 2)
         acc_se = math.sqrt(test["accuracy"] * (1 - test["accuracy"]) / test["n"])
         lines.append(f"| {name} | {info['base_model']} | {info['mode']} | {test['auc']:.3f} ± {test['auc_se']:.3f} | "
                      f"{test['accuracy']:.3f} ± {acc_se:.3f} | {untrained.get('test_auc', float('nan')):.3f} | "
@@ -100,12 +101,12 @@ def rl_tables(out: Path, size: int) -> tuple[list[str], dict[str, list]]:
     return lines, curves
 
 
-def eval_table(out: Path) -> tuple[list[str], dict[str, float]]:
+def eval_table(out: Path, names: tuple[str, ...] = ("lora", "full")) -> tuple[list[str], dict[str, float]]:
     lines = ["| mode | judge win / tie / loss vs start | judge win rate (ties half) ± SE | verdict | "
              "training RM win rate | judge mean score RL / start | KL (held-out) | chars RL / start | "
              "RL step (s) | RL peak memory (MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     gains = {}
-    for mode in ("lora", "full"):
+    for mode in names:
         f = out / f"eval-{mode}.json"
         if not f.is_file():
             continue

@@ -39,21 +39,25 @@ class StageResult:
 
 @dataclass
 class RewardModelResult(StageResult):
-    """A trained reward model. ``load()`` gives ``(RewardModel, RewardInfo)``; ``score()`` scores
-    (prompt, response) items, a prompt being a string or a list of chat messages."""
+    """A trained reward model. ``load()`` gives ``(RewardModel, RewardInfo)`` (an ensemble, ``ensemble=K``:
+    ``(EnsembleRewardModel, EnsembleInfo)``); ``score()`` scores (prompt, response) items, a prompt being
+    a string or a list of chat messages (an ensemble: the members' mean)."""
 
     def load(self):
+        from perlhf.models.ensemble import is_ensemble, load_ensemble
         from perlhf.models.heads import load_reward_model
 
-        return load_reward_model(self.final_dir)
+        return load_ensemble(self.final_dir) if is_ensemble(self.final_dir) else load_reward_model(self.final_dir)
 
     def score(self, items: list[tuple[Any, str]], batch_size: int = 16) -> list[float]:
         from perlhf.data.jsonl import parse_messages
-        from perlhf.models.heads import load_tokenizer_for
+        from perlhf.models.ensemble import is_ensemble
+        from perlhf.models.heads import RewardInfo, load_tokenizer_for
         from perlhf.train.scoring import score_texts
 
         model, info = self.load()
-        tokenizer = load_tokenizer_for(self.final_dir, info)
+        folder = Path(self.final_dir) / info.members[0] if is_ensemble(self.final_dir) else self.final_dir
+        tokenizer = load_tokenizer_for(folder, RewardInfo.load(folder))
         texts = [(parse_messages(p, "score()", f"item {i}"), r) for i, (p, r) in enumerate(items, start=1)]
         return score_texts(model, tokenizer, texts, info.max_prompt_tokens, info.max_response_tokens, batch_size)
 

@@ -1,8 +1,9 @@
 """``perlhf compare``: run every mode of a stage on the same data, seed and budget, then report.
 
 Each mode runs in a fresh ``python -m perlhf <stage> ...`` process, so peak
-memory is that mode's own. Modes are written ``full`` or ``lora:rN`` (LoRA of
-rank N). A mode that fails is reported as failed with its error and the others
+memory is that mode's own. Modes are written ``full``, ``lora:rN`` (LoRA of
+rank N) or, for reward models, ``lora:rNxK`` (an ensemble of K LoRA reward
+models of rank N on one backbone: ``perlhf rm --ensemble K``). A mode that fails is reported as failed with its error and the others
 still run; Ctrl-C stops the running mode, and the report is written from the
 modes that finished.
 """
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 STAGES = ("rm", "rl")
 # Options that turn a stage's own progress bar off (its output goes to a log file; compare shows progress).
 STAGE_QUIET_ARGS = {"rm": ["--progress", "false"]}
-_MODE_RE = re.compile(r"^lora:r(\d+)$")
+_MODE_RE = re.compile(r"^lora:r(\d+)(?:x(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,19 @@ class Mode:
 
     name: str
     rank: int | None
+    ensemble: int | None = None  # rm: K LoRA members on one backbone
 
     def stage_args(self) -> list[str]:
         if self.rank is None:
             return ["--mode", "full"]
-        return ["--mode", "lora", "--lora-rank", str(self.rank)]
+        return ["--mode", "lora", "--lora-rank", str(self.rank),
+                *(["--ensemble", str(self.ensemble)] if self.ensemble else [])]
 
     @property
     def slug(self) -> str:
-        return "full" if self.rank is None else f"lora-r{self.rank}"
+        if self.rank is None:
+            return "full"
+        return f"lora-r{self.rank}" + (f"x{self.ensemble}" if self.ensemble else "")
 
 
 def parse_modes(text: str) -> list[Mode]:
@@ -66,12 +71,16 @@ def parse_modes(text: str) -> list[Mode]:
         else:
             m = _MODE_RE.match(item)
             if not m:
-                raise UserError(f"--modes: cannot parse {item!r}: write 'full' or 'lora:rN' with N a positive "
-                                "integer rank, e.g. full,lora:r1,lora:r8")
+                raise UserError(f"--modes: cannot parse {item!r}: write 'full', 'lora:rN' with N a positive "
+                                "integer rank, or 'lora:rNxK' for an ensemble of K reward models, e.g. "
+                                "full,lora:r1,lora:r8,lora:r8x4")
             rank = int(m.group(1))
             if rank <= 0:
                 raise UserError(f"--modes: {item!r}: the LoRA rank must be > 0")
-            mode = Mode(item, rank)
+            members = int(m.group(2)) if m.group(2) else None
+            if members is not None and members < 2:
+                raise UserError(f"--modes: {item!r}: an ensemble needs K >= 2 members (lora:r{rank} is one model)")
+            mode = Mode(item, rank, members)
         if mode in modes:
             raise UserError(f"--modes: {item!r} is listed twice")
         modes.append(mode)
@@ -82,6 +91,8 @@ def _rm_result(mode: Mode, summary: dict[str, Any], metrics: list[dict[str, Any]
     test = summary.get("test") or {}
     kind = summary.get("kind")
     quality = {f"test_{k}": v for k, v in test.items() if k in ("accuracy", "auc") and v is not None}
+    best = (summary.get("best_single_member") or {}).get("test") or {}  # an ensemble: its best member alone
+    quality.update({f"best_member_test_{k}": v for k, v in best.items() if k in ("accuracy", "auc") and v is not None})
     untrained = ((summary.get("untrained") or {}).get("test") or {}).get("accuracy")
     baselines = {"untrained accuracy": untrained} if untrained is not None else {}
     if kind == "rating":
@@ -89,7 +100,7 @@ def _rm_result(mode: Mode, summary: dict[str, Any], metrics: list[dict[str, Any]
     cost = summary.get("cost") or {}
     curve = [(int(r["step"]), float(r["loss"])) for r in metrics
              if r.get("split") == "train" and isinstance(r.get("loss"), int | float)]
-    return ModeResult(mode=mode.name, stage="rm", rank=mode.rank, quality=quality,
+    return ModeResult(mode=mode.name, stage="rm", rank=mode.rank, ensemble=mode.ensemble, quality=quality,
                       baselines={k: v for k, v in baselines.items() if v is not None},
                       peak_memory_bytes=cost.get("peak_memory_bytes"), step_time_s=cost.get("median_step_s"),
                       trainable_params=(summary.get("params") or {}).get("trainable"),
@@ -221,6 +232,11 @@ def prepare_report_dir(path: Path, overwrite: bool) -> None:
 def compare(stages: list[str], modes: list[Mode], report_dir: Path, stage_args: dict[str, list[str]],
             meta: dict[str, Any]) -> dict[str, list[ModeResult]]:
     """Run every (stage, mode); write ``report_dir/<stage>/report.*`` after each mode finishes."""
+    for stage in stages:
+        bad = [m.name for m in modes if m.ensemble and stage != "rm"]
+        if bad:
+            raise UserError(f"--modes {','.join(bad)}: ensembles are reward models (--stage rm); for RL against an "
+                            "ensemble pass --reward-model <ensemble final/> and --ensemble-reward to the rl stage")
     results: dict[str, list[ModeResult]] = {s: [] for s in stages}
     meta = {**meta, "versions": versions(), "machine": machine()}
     try:

@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
                    help="which stage to compare (default: rm); `perlhf demo` runs the whole pipeline")
     p.add_argument("--task", default=None, help="task name passed to each mode (see `perlhf data list`)")
     p.add_argument("--modes", default="full,lora:r1,lora:r4,lora:r8,lora:r16",
-                   help="comma-separated modes: 'full' and 'lora:rN' (default: %(default)s)")
+                   help="comma-separated modes: 'full', 'lora:rN' and, for --stage rm, 'lora:rNxK' (an ensemble "
+                   "of K LoRA reward models on one backbone) (default: %(default)s)")
     p.add_argument("--report-dir", type=Path, default=Path("reports/compare"),
                    help="folder for report.md, report.json, the plots and each mode's run (default: %(default)s)")
     bool_flag(p, "--overwrite", "replace an existing --report-dir")
@@ -40,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
 
     modes = parse_modes(args.modes)
     extra = list(getattr(args, "extra", []))
-    for bad in ("--mode", "--lora-rank", "--output-dir", "--overwrite"):
+    for bad in ("--mode", "--lora-rank", "--ensemble", "--output-dir", "--overwrite"):
         if any(a == bad or a.startswith(bad + "=") for a in extra):
             raise UserError(f"{bad} is set by perlhf compare for each mode: remove it (use --modes / --report-dir)")
     if args.task:

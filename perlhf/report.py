@@ -24,6 +24,7 @@ class ModeResult:
     status: str = "ok"  # ok | failed | interrupted
     error: str | None = None
     rank: int | None = None  # LoRA rank, None for full fine-tuning
+    ensemble: int | None = None  # rm: K LoRA members (lora:rNxK); None for one model
     quality: dict[str, float] = field(default_factory=dict)  # e.g. test_accuracy, test_auc
     baselines: dict[str, float] = field(default_factory=dict)  # e.g. untrained, majority
     peak_memory_bytes: float | None = None
@@ -101,7 +102,8 @@ def render_markdown(stage: str, results: list[ModeResult], meta: dict[str, Any])
     baselines = {k: v for r in results for k, v in r.baselines.items()}
     if baselines:
         parts += ["Baselines: " + ", ".join(f"{k} {_fmt(v)}" for k, v in baselines.items()), ""]
-    ranked = sorted((r for r in results if r.rank is not None and r.status == "ok"), key=lambda r: r.rank)
+    ranked = sorted((r for r in results if r.rank is not None and not r.ensemble and r.status == "ok"),
+                    key=lambda r: r.rank)
     if len(ranked) > 1:
         rows = [[str(r.rank), *[_fmt(r.quality.get(k)) for k in qkeys],
                  _fmt(rel[r.mode]["memory_pct_of_full"], ".0f"), _fmt(rel[r.mode]["speedup_over_full"], ".2f")]
@@ -192,7 +194,7 @@ def plot_results(out_dir: Path, stage: str, results: list[ModeResult]) -> list[P
         plt.close(fig)
         written.append(p)
 
-    ranked = sorted((r for r in ok if r.rank is not None), key=lambda r: r.rank)
+    ranked = sorted((r for r in ok if r.rank is not None and not r.ensemble), key=lambda r: r.rank)
     qkeys = _quality_keys(ok)
     if ranked and qkeys:
         key = qkeys[0]

@@ -15,6 +15,18 @@ def test_parse_modes():
     assert parse_modes("full,lora:r1,lora:r16") == [Mode("full", None), Mode("lora:r1", 1), Mode("lora:r16", 16)]
     assert Mode("lora:r4", 4).stage_args() == ["--mode", "lora", "--lora-rank", "4"]
     assert Mode("full", None).stage_args() == ["--mode", "full"]
+    ens = parse_modes("lora:r8,lora:r8x4")
+    assert ens == [Mode("lora:r8", 8), Mode("lora:r8x4", 8, 4)]
+    assert ens[1].stage_args() == ["--mode", "lora", "--lora-rank", "8", "--ensemble", "4"]
+    assert ens[1].slug == "lora-r8x4" and ens[0].slug == "lora-r8"
+
+
+def test_ensemble_modes_are_reward_model_modes(tmp_path):
+    from perlhf.compare import compare
+
+    with pytest.raises(UserError, match="ensembles are reward models"):
+        compare(["rl"], parse_modes("lora:r8x4"), tmp_path, {}, {})
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("text,why", [
@@ -24,6 +36,8 @@ def test_parse_modes():
     ("lora:r0", "must be > 0"),
     ("full,full", "listed twice"),
     ("qlora:r8", "cannot parse 'qlora:r8'"),
+    ("lora:r8x1", "needs K >= 2"),
+    ("lora:r8x", "cannot parse"),
 ])
 def test_parse_modes_errors(text, why):
     with pytest.raises(UserError, match=why):

@@ -23,34 +23,40 @@ from perlhf.measure import (
 MIB = 2**20
 
 
-def _touch(n_bytes: int) -> torch.Tensor:
-    return torch.ones(n_bytes // 4, dtype=torch.float32)  # ones() writes every page, so RSS grows
-
-
 # ------------------------------------------------------------------------------------ PeakMemory
+def _run_fresh(code: str) -> None:
+    """Run ``code`` in a fresh interpreter: inside a long pytest run the allocator can hand back
+    pages that are already resident, so a new block need not raise RSS at all (seen twice in CI)."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_cpu_peak_sees_an_allocation_and_later_windows_are_independent():
-    with PeakMemory("cpu") as first:
-        block = _touch(192 * MIB)
-        first.sample()
-        del block
-    assert first.kind == "cpu_rss_sampled"
-    assert first.delta_bytes >= 150 * MIB
-    # ru_maxrss would still report the old peak; a fresh window must not.
-    with PeakMemory("cpu") as second:
-        small = _touch(4 * MIB)
-        second.sample()
-        del small
-    assert second.delta_bytes < first.delta_bytes - 100 * MIB
-    # the lifetime peak (ru_maxrss) cannot go down; the kernel's count differs from psutil's by a few pages
-    assert second.process_peak_rss_bytes >= first.peak_bytes - 16 * MIB
-    d = second.as_dict()
-    assert d["kind"] == "cpu_rss_sampled" and d["peak_bytes"] == second.peak_bytes
+    _run_fresh("""
+        import torch
+        from perlhf.measure import PeakMemory
+        MIB = 2**20
+        with PeakMemory("cpu") as first:
+            block = torch.ones(192 * MIB // 4, dtype=torch.float32)  # ones() writes every page
+            first.sample()
+            del block
+        assert first.kind == "cpu_rss_sampled"
+        assert first.delta_bytes >= 150 * MIB, first.delta_bytes
+        # ru_maxrss would still report the old peak; a fresh window must not.
+        with PeakMemory("cpu") as second:
+            small = torch.ones(4 * MIB // 4, dtype=torch.float32)
+            second.sample()
+            del small
+        assert second.delta_bytes < first.delta_bytes - 100 * MIB, (second.delta_bytes, first.delta_bytes)
+        # the lifetime peak (ru_maxrss) cannot go down; the kernel's count differs from psutil's by a few pages
+        assert second.process_peak_rss_bytes >= first.peak_bytes - 16 * MIB
+        d = second.as_dict()
+        assert d["kind"] == "cpu_rss_sampled" and d["peak_bytes"] == second.peak_bytes
+    """)
 
 
 def test_cpu_sampling_thread_catches_a_peak_without_explicit_samples():
-    # In a fresh process: inside a long pytest run the allocator can hand back pages that are
-    # already resident, so a new block need not raise RSS at all (seen once in CI).
-    code = textwrap.dedent("""
+    _run_fresh("""
         import time, torch
         from perlhf.measure import PeakMemory
         MIB = 2**20
@@ -65,8 +71,6 @@ def test_cpu_sampling_thread_catches_a_peak_without_explicit_samples():
         assert mem.num_samples >= seen + 2, (mem.num_samples, seen)
         assert mem.delta_bytes >= 100 * MIB, mem.delta_bytes
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_peak_memory_window_misuse():

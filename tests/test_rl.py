@@ -454,3 +454,25 @@ def test_train_rl_with_gradient_checkpointing_runs_and_keeps_step0_kl_zero(mode)
     assert len(history) == 2 and history[0]["kl"] == 0.0
     assert not models.training  # sampling after the learning phase runs in eval mode again
     assert all(m.p == 0.0 for m in models.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_all_reduce_grads_averages_every_gradient_in_one_collective():
+    from types import SimpleNamespace
+
+    from perlhf.train.rl import _all_reduce_grads
+
+    params = [torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(4)),
+              torch.nn.Parameter(torch.zeros(1))]
+    params[0].grad = torch.arange(6.0).view(2, 3)
+    params[1].grad = torch.ones(4)  # params[2] got no gradient on this process
+    other = torch.cat([torch.full((6,), 2.0), torch.full((4,), 3.0), torch.full((1,), 4.0)])  # the other process
+    calls = []
+
+    def reduce(t, reduction):
+        calls.append(reduction)
+        return (t + other) / 2
+
+    _all_reduce_grads(params, SimpleNamespace(num_processes=2, reduce=reduce))
+    assert calls == ["mean"]
+    assert params[0].grad.tolist() == [[1.0, 1.5, 2.0], [2.5, 3.0, 3.5]]
+    assert params[1].grad.tolist() == [2.0] * 4 and params[2].grad.tolist() == [2.0]

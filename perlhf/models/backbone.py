@@ -102,7 +102,7 @@ class SharedBackbone(nn.Module):
             if with_value:
                 self.peft.add_adapter(VALUE, copy.deepcopy(cfg))
         self.value_head = zero_value_head(hidden_size_of(base)) if with_value else None
-        self.reward_head: ScalarHead | None = None
+        self.reward_heads = nn.ModuleDict()  # the frozen reward adapters' heads (an ensemble: several)
         self._adapters = [POLICY] + ([VALUE] if with_value else [])
         self.use(POLICY)
 
@@ -117,8 +117,8 @@ class SharedBackbone(nn.Module):
         for a in self._adapters:
             for p in self.adapter_parameters(a):
                 p.requires_grad_(True)
-        if self.reward_head is not None:
-            for p in self.adapter_parameters(REWARD):
+        for reward in self.reward_heads:
+            for p in self.adapter_parameters(reward):
                 p.requires_grad_(False)
 
     @contextlib.contextmanager
@@ -204,19 +204,26 @@ class SharedBackbone(nn.Module):
             self.use(POLICY)
 
     # -- the reward adapter ------------------------------------------------------------------
-    def attach_reward(self, folder: str | Path, head: ScalarHead) -> None:
-        """Load a reward model's LoRA adapter (frozen) and its head onto this backbone."""
-        self.peft.load_adapter(str(folder), adapter_name=REWARD, is_trainable=False)
-        self.reward_head = head.requires_grad_(False)
+    @property
+    def reward_head(self) -> ScalarHead | None:
+        return self.reward_heads.get(REWARD)
+
+    def attach_reward(self, folder: str | Path, head: ScalarHead, name: str = REWARD) -> None:
+        """Load a reward model's LoRA adapter (frozen) and its head onto this backbone as adapter
+        ``name`` (an ensemble's members: one name each)."""
+        if name in self._adapters or name in self.reward_heads:
+            raise ValueError(f"adapter name {name!r} is taken")
+        self.peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+        self.reward_heads[name] = head.requires_grad_(False)
         self.use(POLICY)
 
     @contextlib.contextmanager
-    def reward_model(self) -> Iterator[RewardModel]:
-        """The reward model (forward only): the ``reward`` adapter folded into the weights, and its head."""
-        if self.reward_head is None:
-            raise RuntimeError("no reward adapter attached")
-        with self.folded(REWARD) as model:
-            yield RewardModel(model, self.reward_head)
+    def reward_model(self, name: str = REWARD) -> Iterator[RewardModel]:
+        """Reward model ``name`` (forward only): its adapter folded into the weights, and its head."""
+        if name not in self.reward_heads:
+            raise RuntimeError(f"no reward adapter {name!r} attached")
+        with self.folded(name) as model:
+            yield RewardModel(model, self.reward_heads[name])
 
     # -- training ----------------------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -120,6 +120,13 @@ class RewardConfig:
     mixed_precision: str = mixed_precision_option()
     trust_remote_code: bool = option(False, "allow code from the model repository to run")
     seed: int = option(0, "seed for the head, the data order, the subsets and dropout")
+    ensemble: int = option(1, "train K LoRA reward models on one frozen backbone in one run (members differ by "
+                           "seed and by --ensemble-data); final/ holds the K members, the ensemble scores their "
+                           "mean, and RL can penalise their disagreement (perlhf rl --ensemble-reward)")
+    ensemble_data: str = option("bootstrap", "what each ensemble member trains on. bootstrap: a resample with "
+                                "replacement of the training examples; shards: disjoint 1/K shards by "
+                                "conversation; all: every example (members differ only by seed)",
+                                choices=["bootstrap", "shards", "all"])
     output_dir: str = option("runs/rm", "run directory (config, metrics.jsonl, checkpoints, final/, summary.json)")
     overwrite: bool = option(False, "replace an existing run directory")
     resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
@@ -135,6 +142,13 @@ class RewardConfig:
             raise UserError(f"--mode {self.mode!r}: choose lora or full")
         if self.mode == "lora":
             self.lora_options().validate()
+        if self.ensemble < 1:
+            raise UserError(f"--ensemble must be at least 1 (1: one reward model), got {self.ensemble}")
+        if self.ensemble > 1 and self.mode != "lora":
+            raise UserError(f"--ensemble {self.ensemble} needs --mode lora: the members share one frozen backbone "
+                            "(K fully tuned models would be K backbones; train them as separate runs)")
+        if self.ensemble_data not in ("bootstrap", "shards", "all"):
+            raise UserError(f"--ensemble-data {self.ensemble_data!r}: choose bootstrap, shards or all")
         for name in ("batch_size", "grad_accum", "eval_batch_size", "max_steps", "eval_every",
                      "max_prompt_tokens", "max_response_tokens", "bucket_window", "keep_checkpoints"):
             if getattr(self, name) <= 0:
@@ -424,18 +438,24 @@ def train_step(model: Any, optimizer: Any, scheduler: Any, accelerator: Any, cfg
 # --------------------------------------------------------------------------- the recipe
 @stage_entry
 def train_reward_model(cfg: RewardConfig, *, task: Any | None = None, backbone: torch.nn.Module | None = None,
-                       tokenizer: Any | None = None) -> dict[str, Any]:
+                       tokenizer: Any | None = None, info_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the whole stage; returns the summary (also written to ``summary.json``).
 
     The Python API (:mod:`perlhf.api`) may pass the data as a loaded ``task`` (a
     :class:`perlhf.data.TaskData`, e.g. from :func:`perlhf.data.task_from_records`) instead of
-    ``cfg.task``, and a ``backbone`` model with its ``tokenizer`` instead of loading ``cfg.model``."""
+    ``cfg.task``, and a ``backbone`` model with its ``tokenizer`` instead of loading ``cfg.model``
+    (a LoRA run removes its adapter layers from that model again at the end). ``info_extra``
+    is added to the final model's ``perlhf_reward.json`` extras (an ensemble member's place)."""
     from perlhf.measure import PeakMemory, count_parameters
     from perlhf.models import load_tokenizer
     from perlhf.models.fingerprint import base_fingerprint
     from perlhf.runs import make_accelerator, precision_summary, prepare_run
 
     cfg.validate()
+    if cfg.ensemble > 1:
+        from perlhf.train.reward_ensemble import train_ensemble
+
+        return train_ensemble(cfg, task=task, backbone=backbone, tokenizer=tokenizer)
     # cpu=True without CUDA: accelerate only sets up gloo data parallelism under torchrun when told "cpu".
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     main = accelerator.is_main_process
@@ -596,13 +616,15 @@ def train_reward_model(cfg: RewardConfig, *, task: Any | None = None, backbone: 
                           task_kind=kind, task=cfg.task, backbone=backbone_kind,
                           lora=dataclasses.asdict(cfg.lora_options()) if cfg.mode == "lora" else None,
                           extra={"best_step": state["best_step"], "test": test,
-                                 "train_shard": cfg.train_shard, "seed": cfg.seed})
+                                 "train_shard": cfg.train_shard, "seed": cfg.seed, **(info_extra or {})})
         save_reward_model(inner, run.path / "final", info, tokenizer)
         crash_point("final", cfg.max_steps)
         reporter.log(cfg.max_steps, "test", test)
         run.write_summary(summary)
     reporter.close()
     accelerator.wait_for_everyone()
+    if backbone is not None and cfg.mode == "lora":
+        inner.backbone.unload()  # the caller's model back as it was given: no adapter layers left in it
     return {**summary, "is_main_process": main}
 
 

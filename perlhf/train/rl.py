@@ -49,7 +49,7 @@ from perlhf.config import config_to_dict, mixed_precision_option, option, progre
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.io import atomic_directory, dumps_json
-from perlhf.models.backbone import POLICY, VALUE, SeparateModels, SharedBackbone, value_positions
+from perlhf.models.backbone import POLICY, REWARD, VALUE, SeparateModels, SharedBackbone, value_positions
 from perlhf.runs import (
     Reporter,
     RunDir,
@@ -98,6 +98,12 @@ class RLConfig:
                                    "backbone (refused unless trained on the same base weights); separate: its own "
                                    "base model, merged; auto: shared when the base fingerprints match",
                                    choices=["auto", "shared", "separate"])
+    ensemble_reward: str = option("mean", "a reward-model ensemble (`perlhf rm --ensemble K`): the reward is the "
+                                  "members' mean; mean-minus-std: mean - --ensemble-penalty x their standard "
+                                  "deviation (penalises responses the members disagree on, where a policy "
+                                  "exploits one of them); min: the most pessimistic member",
+                                  choices=["mean", "mean-minus-std", "min"])
+    ensemble_penalty: float = option(1.0, "the weight k of --ensemble-reward mean-minus-std (>= 0)")
     task: str = option("taskmaster-coffee", "task whose training-split contexts are the RL prompts")
     data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
     path: str | None = option(None, "data file for --task jsonl (pairs or ratings): the prompts of its records are used")
@@ -154,6 +160,10 @@ class RLConfig:
                      "micro_batch_size", "max_steps"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.ensemble_penalty < 0:
+            raise UserError(f"--ensemble-penalty must be >= 0, got {self.ensemble_penalty}")
+        if self.ensemble_reward not in ("mean", "mean-minus-std", "min"):
+            raise UserError(f"--ensemble-reward {self.ensemble_reward!r}: choose mean, mean-minus-std or min")
         if self.baseline == "rloo" and self.samples_per_prompt < 2:
             raise UserError("--baseline rloo needs --samples-per-prompt 2 or more")
         for name in ("learning_rate", "value_learning_rate"):
@@ -232,6 +242,38 @@ class TextReward:
             scores = score_texts(model, self.tokenizer, items, self.max_prompt_tokens, self.max_response_tokens,
                                  batch_size=self.batch_size)
         return torch.tensor(scores, dtype=torch.float32)
+
+
+@dataclass
+class EnsembleReward:
+    """The members of a reward-model ensemble scoring every response, aggregated by ``how``
+    (:func:`perlhf.models.ensemble.aggregate`). The members' scores of the last call are kept:
+    :meth:`step_stats` reports their mean and their disagreement for the step's log."""
+
+    members: list[TextReward]
+    how: str = "mean"
+    penalty: float = 1.0
+    placement: str = "separate"
+    description: str = ""
+    last_member_scores: torch.Tensor | None = None
+
+    def __call__(self, prompts: Sequence[RLPrompt], rollout: Rollout) -> torch.Tensor:
+        from perlhf.models.ensemble import aggregate
+
+        scores = torch.stack([member(prompts, rollout) for member in self.members])  # (K, B)
+        self.last_member_scores = scores
+        return aggregate(scores, self.how, self.penalty)
+
+    def step_stats(self) -> dict[str, float]:
+        """``reward_members_mean`` (the plain mean, comparable across aggregates), ``reward_disagreement``
+        (the mean over responses of the members' standard deviation) and ``reward_members_min``."""
+        from perlhf.models.ensemble import disagreement
+
+        s = self.last_member_scores
+        if s is None:
+            return {}
+        return {"reward_members_mean": float(s.mean()), "reward_disagreement": float(disagreement(s).mean()),
+                "reward_members_min": float(s.min(dim=0).values.mean())}
 
 
 # -- one step's maths --------------------------------------------------------------------------------
@@ -339,16 +381,19 @@ def make_optimizer(models, cfg: RLConfig) -> torch.optim.Optimizer:
 
 
 def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
-    """Average gradients over processes (the loop calls sub-modules directly, so no DDP wrapper)."""
+    """Average gradients over processes in one collective (accelerate's ``reduce`` of one flat buffer):
+    the loop calls sub-modules directly (sampler, anchor, learner), so there is no DDP wrapper to do it."""
     if accelerator.num_processes <= 1:
         return
-    import torch.distributed as dist
-
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad.div_(accelerator.num_processes)
+    flat = accelerator.reduce(torch.cat([p.grad.reshape(-1) for p in params]), reduction="mean")
+    offset = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+        offset += n
 
 
 def _reduce_mean(value: float, accelerator) -> float:
@@ -423,10 +468,13 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
         phase_times = {name: sum(r.seconds for r in timer.records if r.step == timer.num_steps - 1 and r.name == name)
                        for name in PHASES}
         lengths = rollout.response_lengths
+        ensemble_stats = {k: _reduce_mean(v, accelerator) for k, v in reward_fn.step_stats().items()} \
+            if hasattr(reward_fn, "step_stats") else {}
         record: dict[str, Any] = {
             "step": step, "split": "train", "epoch": epoch,
             "reward_mean": _reduce_mean(float(rewards.mean()), accelerator),
             "reward_std": float(rewards.std(unbiased=False)),
+            **ensemble_stats,
             "kl": _reduce_mean(stats.kl, accelerator),
             "kl_per_token": stats.kl_per_token,
             "objective": _reduce_mean(stats.objective, accelerator),
@@ -453,7 +501,8 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.3f}", kl=f"{record['kl']:.3f}")
         if run is not None and is_main and cfg.sample_every and (step % cfg.sample_every == 0 or step == 1):
-            _log_samples(run, step, expanded, rollout, rewards, tokenizer, cfg.num_samples_logged)
+            _log_samples(run, step, expanded, rollout, rewards, tokenizer, cfg.num_samples_logged,
+                         getattr(reward_fn, "last_member_scores", None))
         say("step %d reward %.3f kl %.4f objective %.3f len %.1f (%.1fs)", step, record["reward_mean"],
                  record["kl"], record["objective"], record["response_length"], record["time_step"])
         if on_step is not None:
@@ -496,12 +545,15 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 
 def _log_samples(run: RunDir, step: int, prompts: Sequence[RLPrompt], rollout: Rollout, rewards: torch.Tensor,
-                 tokenizer, n: int) -> None:
+                 tokenizer, n: int, member_scores: torch.Tensor | None = None) -> None:
     with open(run.path / SAMPLES_FILE, "a", encoding="utf-8") as fh:
         for i in range(min(n, len(prompts))):
             prompt_text = tokenizer.decode(list(prompts[i].ids), skip_special_tokens=False)
-            fh.write(dumps_json({"step": step, "prompt": prompt_text[-600:], "response": rollout.response_texts[i],
-                                 "reward": float(rewards[i])}, indent=None) + "\n")
+            line = {"step": step, "prompt": prompt_text[-600:], "response": rollout.response_texts[i],
+                    "reward": float(rewards[i])}
+            if member_scores is not None:  # an ensemble: every member's score
+                line["reward_members"] = [float(x) for x in member_scores[:, i]]
+            fh.write(dumps_json(line, indent=None) + "\n")
 
 
 # -- the recipe ------------------------------------------------------------------------------------------
@@ -550,6 +602,7 @@ def check_policy_folder(name: str) -> None:
 def check_reward_model_arg(name: str | None) -> None:
     """The cheap checks of ``--reward-model``, run before the run folder exists: given, and, where it
     is meant as a local folder, one that exists and holds a reward model (not a policy or an RL run)."""
+    from perlhf.models.ensemble import ENSEMBLE_INFO
     from perlhf.models.heads import REWARD_INFO
     from perlhf.models.loading import looks_like_local_path
 
@@ -562,9 +615,9 @@ def check_reward_model_arg(name: str | None) -> None:
         return  # a hub id: a sequence-classification reward model, checked when loaded
     if not path.is_dir():
         raise UserError(f"--reward-model {name}: is a file; pass the final/ folder of a `perlhf rm` run")
-    if (path / REWARD_INFO).is_file():
+    if (path / REWARD_INFO).is_file() or (path / ENSEMBLE_INFO).is_file():
         return
-    if (path / "final" / REWARD_INFO).is_file():
+    if (path / "final" / REWARD_INFO).is_file() or (path / "final" / ENSEMBLE_INFO).is_file():
         raise UserError(f"--reward-model {name}: this is a `perlhf rm` run folder; pass its final/ folder "
                         f"({path / 'final'})")
     if (path / "perlhf_rl.json").is_file() or (path / "policy").is_dir() or (path / "final" / "policy").is_dir():
@@ -585,12 +638,18 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
     The reward model's tokenizer is the one saved in its folder, else its base model's; a
     reward adapter sharing the policy backbone (same base weights) falls back to the policy's.
     """
+    from perlhf.models.ensemble import is_ensemble
     from perlhf.models.heads import REWARD_INFO, RewardInfo, ScalarHead, load_reward_model, load_tokenizer_for
 
     name = cfg.reward_model
     if not name:
         raise UserError("--reward-model is required: the final/ folder of a `perlhf rm` run (or a merge of it)")
     path = Path(name)
+    if path.is_dir() and is_ensemble(path):
+        return _ensemble_reward(cfg, path, backbone, device, dtype, policy_tokenizer)
+    if cfg.ensemble_reward != "mean":
+        raise UserError(f"--ensemble-reward {cfg.ensemble_reward} needs a reward-model ensemble; --reward-model "
+                        f"{name} is one model. Train one with `perlhf rm --ensemble K` and pass its final/ folder")
     if path.is_dir() and (path / REWARD_INFO).is_file():
         info = RewardInfo.load(path, "--reward-model")
         shares = (info.mode == "lora" and backbone is not None and cfg.reward_placement != "separate"
@@ -612,7 +671,7 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
             if shares:
                 backbone.attach_reward(path, ScalarHead.load(path, expected_hidden_size=backbone.value_head.hidden_size
                                                              if backbone.value_head is not None else None))
-                backbone.reward_head.to(device)
+                backbone.reward_heads.to(device)
                 backbone.peft.to(device)
                 log.info("reward adapter %s shares the policy backbone (fingerprints match)", path)
                 return TextReward(backbone.reward_model, placement="shared", description=str(path), **kw)
@@ -627,6 +686,67 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
         raise UserError(f"--reward-model {name}: this is an SFT model, not a reward model; pass the final/ folder "
                         "of a `perlhf rm` run")
     return _sequence_classifier_reward(name, device, dtype, cfg)
+
+
+def _ensemble_reward(cfg: RLConfig, path: Path, backbone: SharedBackbone | None, device: torch.device,
+                     dtype: torch.dtype, policy_tokenizer: Any | None) -> EnsembleReward:
+    """An ensemble's members as one reward: on the policy backbone (LoRA mode, same base weights:
+    K frozen adapters ``reward-k``, each scored folded) or on one separately loaded base."""
+    import functools
+
+    from perlhf.models.ensemble import EnsembleInfo, load_ensemble
+    from perlhf.models.heads import ScalarHead, load_tokenizer_for
+
+    info, infos = EnsembleInfo.load(path, "--reward-model")
+    first = path / info.members[0]
+    shares = backbone is not None and cfg.reward_placement != "separate" \
+        and info.base_fingerprint == backbone.anchor_fingerprint
+    if backbone is not None and cfg.reward_placement == "shared" and not shares:
+        raise UserError(
+            f"--reward-model {path}: the ensemble was trained on base weights {info.base_fingerprint[:19]}… "
+            f"({info.base_model}) but the policy backbone has {backbone.anchor_fingerprint[:19]}…; it cannot share "
+            "the backbone. Train it with --model <the SFT merged model>, or pass --reward-placement separate")
+    if shares and policy_tokenizer is not None and not (first / "tokenizer_config.json").is_file():
+        tokenizer = policy_tokenizer
+    else:
+        tokenizer = load_tokenizer_for(first, infos[0])
+    kw = dict(tokenizer=tokenizer, max_prompt_tokens=info.max_prompt_tokens,
+              max_response_tokens=info.max_response_tokens, batch_size=cfg.micro_batch_size)
+    if shares:
+        members = []
+        for k, name in enumerate(info.members):
+            adapter = f"{REWARD}-{k}"
+            backbone.attach_reward(path / name, ScalarHead.load(path / name), name=adapter)
+            members.append(TextReward(functools.partial(backbone.reward_model, adapter), placement="shared",
+                                      description=str(path / name), **kw))
+        backbone.reward_heads.to(device)
+        backbone.peft.to(device)
+        log.info("reward ensemble %s: %d members share the policy backbone (fingerprints match)", path, info.size)
+    else:
+        if backbone is not None:
+            log.warning("reward ensemble %s was trained on other base weights (%s) than the policy backbone: "
+                        "loading it on its own base", path, info.base_model)
+        model, _ = load_ensemble(path, dtype=dtype, option="--reward-model")
+        model.to(device)
+        members = [TextReward(_ensemble_member(model, k), placement="separate", description=str(path / name), **kw)
+                   for k, name in enumerate(info.members)]
+    return EnsembleReward(members, how=cfg.ensemble_reward, penalty=cfg.ensemble_penalty,
+                          placement="shared" if shares else "separate", description=str(path))
+
+
+class _ensemble_member:
+    """A context factory yielding member ``k`` of a separately loaded ensemble as a RewardModel."""
+
+    def __init__(self, ensemble: Any, k: int):
+        self.ensemble, self.k = ensemble, k
+
+    def __call__(self):
+        import contextlib
+
+        from perlhf.models.heads import RewardModel
+
+        self.ensemble.backbone.set_adapter(self.ensemble.names[self.k])
+        return contextlib.nullcontext(RewardModel(self.ensemble.backbone, self.ensemble.heads[self.k]))
 
 
 class _fixed:
@@ -750,6 +870,9 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         "load_seconds": load_seconds, "load_peak_memory": load_mem.as_dict(), "peak_memory": mem.as_dict(),
         **precision_summary(accelerator),
     })
+    if isinstance(reward_fn, EnsembleReward):
+        summary["reward_ensemble"] = {"members": len(reward_fn.members), "aggregate": reward_fn.how,
+                                      "penalty": reward_fn.penalty}
     if accelerator.is_main_process:
         final = run.path / "final"
         with atomic_directory(final) as tmp:
@@ -785,6 +908,11 @@ def summarize(history: Sequence[dict[str, Any]], cfg: RLConfig, warmup: int = 1)
         "objective_last": avg("objective", history[-k:]),
         "entropy_last": avg("entropy", history[-k:]),
         "response_length_last": avg("response_length", history[-k:]),
+        **({"reward_members_mean_first": avg("reward_members_mean", history[:k]),
+            "reward_members_mean_last": avg("reward_members_mean", history[-k:]),
+            "reward_disagreement_first": avg("reward_disagreement", history[:k]),
+            "reward_disagreement_last": avg("reward_disagreement", history[-k:])}
+           if "reward_disagreement" in history[-1] else {}),
         "empty_generations": sum(r.get("empty_generations", 0) for r in history),
         "median_seconds_per_step": statistics.median(r["time_step"] for r in timed),
         "median_phase_seconds": {p: statistics.median(r[f"time_{p}"] for r in timed) for p in PHASES},

@@ -60,7 +60,9 @@ def register(sub: Any) -> None:
         "\"rejected\"} (a pair); prompt is a string (one user turn) or a list of {role, content} messages. "
         "Each output line is the input plus \"score\" (texts) or \"score_chosen\", \"score_rejected\", "
         "\"margin\" (pairs).")
-    score.add_argument("--model-dir", type=Path, required=True, help="a reward model folder (final/ or merged)")
+    score.add_argument("--model-dir", type=Path, required=True,
+                       help="a reward model folder (final/ or merged), or an ensemble's final/ (scores its mean, "
+                       "with each member's score and their disagreement)")
     score.add_argument("--input", type=Path, required=True, help="JSONL file of texts or pairs")
     score.add_argument("--output", type=Path, default=None, help="write scored JSONL here (default: stdout)")
     score.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
@@ -93,6 +95,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def format_summary(s: dict[str, Any]) -> str:
     """A few human-readable lines of a run summary."""
+    if s.get("ensemble"):
+        return format_ensemble_summary(s)
     m = s["selection_metric"]
     test = s["test"]
     untrained = (s["untrained"] or {}).get("test")
@@ -111,6 +115,35 @@ def format_summary(s: dict[str, Any]) -> str:
                      f"{c['real_tokens_per_s']:.0f} tokens/s (padding {100 * c['padding_fraction']:.1f}%)")
     lines.append(f"peak memory {c['peak_memory_bytes'] / 2**20:.0f} MiB ({c['peak_memory_kind']})")
     lines.append(f"model: {s['final_dir']}")
+    return "\n".join(lines)
+
+
+def format_ensemble_summary(s: dict[str, Any]) -> str:
+    """The lines of an ensemble run's summary: the ensemble, its best single member, each member."""
+    m = s["selection_metric"]
+    key = "auc" if "auc" in s["test"] else "accuracy"
+
+    def fig(split: dict[str, Any]) -> str:
+        return f"{key} {split[key]:.4f}" + (f" ± {split[key + '_se']:.4f}" if split.get(key + "_se") else "")
+
+    best = s["best_single_member"]
+    untrained = (s["untrained"] or {}).get("test")
+    lines = [f"reward-model ensemble of {s['ensemble']} LoRA members ({s['task']}, {s['kind']}, "
+             f"--ensemble-data {s['ensemble_data']}): test {fig(s['test'])} (mean score)"
+             + (f", untrained {untrained[key]:.4f}" if untrained else "")
+             + f", majority baseline {s['majority_baseline']:.4f}"]
+    for how, split in s["aggregates"].items():
+        if how != "mean":
+            lines.append(f"  aggregate {how}: test {fig(split['test'])}")
+    lines.append(f"best single member (by validation {m}): member {best['member']}, test {fig(best['test'])}")
+    for k, member in enumerate(s["members"]):
+        lines.append(f"  member {k} (seed {member['seed']}, {member['train_examples']} examples): "
+                     f"validation {member['validation'][m]:.4f}, test {fig(member['test'])}")
+    c = s["cost"]
+    lines.append(f"trainable parameters {s['params']['trainable']:,} of {s['params']['total']:,} "
+                 f"({s['params']['trainable_pct']:.3f}%); training {c['train_s']:.0f} s; "
+                 f"peak memory {c['peak_memory_bytes'] / 2**20:.0f} MiB ({c['peak_memory_kind']})")
+    lines.append(f"ensemble: {s['final_dir']}")
     return "\n".join(lines)
 
 
@@ -163,20 +196,32 @@ def read_score_input(path: Path) -> list[dict[str, Any]]:
 
 
 def _score(args: argparse.Namespace) -> int:
+    import torch
+
     from perlhf.io import dumps_json
-    from perlhf.models.heads import load_reward_model, load_tokenizer_for
-    from perlhf.train.scoring import score_texts
+    from perlhf.models.ensemble import is_ensemble, load_ensemble
+    from perlhf.models.heads import RewardInfo, load_reward_model, load_tokenizer_for
+    from perlhf.train.scoring import score_texts, score_texts_by_member
 
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     if args.output is not None and args.output.is_dir():
         raise UserError(f"--output {args.output}: is a folder; give a file name for the scored JSONL")
     items = read_score_input(args.input)
-    model, info = load_reward_model(args.model_dir, trust_remote_code=args.trust_remote_code)
-    tokenizer = load_tokenizer_for(args.model_dir, info)
     flat = [(it["messages"], t) for it in items for t in it["texts"]]
-    scores = score_texts(model, tokenizer, flat, info.max_prompt_tokens, info.max_response_tokens, args.batch_size,
-                         progress=len(flat) > args.batch_size)
+    members = None
+    if is_ensemble(args.model_dir):  # the mean of the members, and each member's score beside it
+        model, info = load_ensemble(args.model_dir, trust_remote_code=args.trust_remote_code)
+        first = args.model_dir / info.members[0]
+        tokenizer = load_tokenizer_for(first, RewardInfo.load(first))
+        members = score_texts_by_member(model, tokenizer, flat, info.max_prompt_tokens, info.max_response_tokens,
+                                        args.batch_size, progress=len(flat) > args.batch_size)
+        scores = [sum(col) / len(col) for col in zip(*members, strict=True)]
+    else:
+        model, info = load_reward_model(args.model_dir, trust_remote_code=args.trust_remote_code)
+        tokenizer = load_tokenizer_for(args.model_dir, info)
+        scores = score_texts(model, tokenizer, flat, info.max_prompt_tokens, info.max_response_tokens,
+                             args.batch_size, progress=len(flat) > args.batch_size)
     out_lines, k = [], 0
     for it in items:
         obj = dict(it["obj"])
@@ -185,6 +230,12 @@ def _score(args: argparse.Namespace) -> int:
         else:
             obj["score_chosen"], obj["score_rejected"] = scores[k], scores[k + 1]
             obj["margin"] = scores[k] - scores[k + 1]
+        if members is not None:
+            for j, field in enumerate(("member_scores",) if len(it["texts"]) == 1
+                                      else ("member_scores_chosen", "member_scores_rejected")):
+                col = [m[k + j] for m in members]
+                obj[field] = col
+                obj[field.replace("member_scores", "disagreement")] = float(torch.tensor(col).std(unbiased=False))
         k += len(it["texts"])
         out_lines.append(dumps_json(obj, indent=None))
     text = "\n".join(out_lines) + "\n"
