@@ -206,7 +206,7 @@ class SharedBackbone(nn.Module):
     # -- the reward adapter ------------------------------------------------------------------
     @property
     def reward_head(self) -> ScalarHead | None:
-        return self.reward_heads.get(REWARD)
+        return self.reward_heads[REWARD] if REWARD in self.reward_heads else None  # a ModuleDict has no .get
 
     def attach_reward(self, folder: str | Path, head: ScalarHead, name: str = REWARD) -> None:
         """Load a reward model's LoRA adapter (frozen) and its head onto this backbone as adapter
