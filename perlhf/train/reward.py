@@ -39,6 +39,7 @@ import torch
 from perlhf.config import config_to_dict, mixed_precision_option, option, progress_option, report_to_option
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
+from perlhf.models.ensemble import ENSEMBLE_DATA
 from perlhf.models.heads import RewardInfo, RewardModel, ScalarHead, hidden_size_of, save_reward_model
 from perlhf.runs import (
     Reporter,
@@ -126,7 +127,7 @@ class RewardConfig:
     ensemble_data: str = option("bootstrap", "what each ensemble member trains on. bootstrap: a resample with "
                                 "replacement of the training examples; shards: disjoint 1/K shards by "
                                 "conversation; all: every example (members differ only by seed)",
-                                choices=["bootstrap", "shards", "all"])
+                                choices=list(ENSEMBLE_DATA))
     output_dir: str = option("runs/rm", "run directory (config, metrics.jsonl, checkpoints, final/, summary.json)")
     overwrite: bool = option(False, "replace an existing run directory")
     resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
@@ -147,8 +148,8 @@ class RewardConfig:
         if self.ensemble > 1 and self.mode != "lora":
             raise UserError(f"--ensemble {self.ensemble} needs --mode lora: the members share one frozen backbone "
                             "(K fully tuned models would be K backbones; train them as separate runs)")
-        if self.ensemble_data not in ("bootstrap", "shards", "all"):
-            raise UserError(f"--ensemble-data {self.ensemble_data!r}: choose bootstrap, shards or all")
+        if self.ensemble_data not in ENSEMBLE_DATA:
+            raise UserError(f"--ensemble-data {self.ensemble_data!r}: choose {', '.join(ENSEMBLE_DATA)}")
         for name in ("batch_size", "grad_accum", "eval_batch_size", "max_steps", "eval_every",
                      "max_prompt_tokens", "max_response_tokens", "bucket_window", "keep_checkpoints"):
             if getattr(self, name) <= 0:

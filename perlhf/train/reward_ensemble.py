@@ -119,7 +119,6 @@ def train_ensemble(cfg: Any, *, task: Any | None = None, backbone: torch.nn.Modu
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model, cfg.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    given = backbone is not None
     if backbone is None:
         backbone = load_backbone(cfg.model, kind="causal" if is_causal_lm(cfg.model) else "encoder",
                                  dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
@@ -168,16 +167,13 @@ def train_ensemble(cfg: Any, *, task: Any | None = None, backbone: torch.nn.Modu
     metric = selection_metric(kind)
     found = ensemble_metrics(kind, scores, labels, metric)
     model.backbone.unload()  # the backbone back without adapter layers (the caller's, when given)
-    if not given:
-        del backbone
-    best = found["best_member"]
     summary = ensemble_summary(cfg, kind, splits, summaries, found, metric, precision_summary(accelerator),
                                memory, str(final))
     if main:
         run.write_summary(summary)
     accelerator.wait_for_everyone()
     log.info("ensemble of %d: test %s %.4f (best single member %d: %.4f)", k_total, metric,
-             summary["test"][metric], best, summary["best_single_member"]["test"][metric])
+             summary["test"][metric], found["best_member"], summary["best_single_member"]["test"][metric])
     return {**summary, "is_main_process": main}
 
 

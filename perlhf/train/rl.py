@@ -50,6 +50,7 @@ from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.io import atomic_directory, dumps_json
 from perlhf.models.backbone import POLICY, REWARD, VALUE, SeparateModels, SharedBackbone, value_positions
+from perlhf.models.ensemble import AGGREGATES
 from perlhf.runs import (
     Reporter,
     RunDir,
@@ -102,7 +103,7 @@ class RLConfig:
                                   "members' mean; mean-minus-std: mean - --ensemble-penalty x their standard "
                                   "deviation (penalises responses the members disagree on, where a policy "
                                   "exploits one of them); min: the most pessimistic member",
-                                  choices=["mean", "mean-minus-std", "min"])
+                                  choices=list(AGGREGATES))
     ensemble_penalty: float = option(1.0, "the weight k of --ensemble-reward mean-minus-std (>= 0)")
     task: str = option("taskmaster-coffee", "task whose training-split contexts are the RL prompts")
     data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
@@ -162,8 +163,8 @@ class RLConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.ensemble_penalty < 0:
             raise UserError(f"--ensemble-penalty must be >= 0, got {self.ensemble_penalty}")
-        if self.ensemble_reward not in ("mean", "mean-minus-std", "min"):
-            raise UserError(f"--ensemble-reward {self.ensemble_reward!r}: choose mean, mean-minus-std or min")
+        if self.ensemble_reward not in AGGREGATES:
+            raise UserError(f"--ensemble-reward {self.ensemble_reward!r}: choose {', '.join(AGGREGATES)}")
         if self.baseline == "rloo" and self.samples_per_prompt < 2:
             raise UserError("--baseline rloo needs --samples-per-prompt 2 or more")
         for name in ("learning_rate", "value_learning_rate"):
