@@ -104,6 +104,7 @@ CASES = {
     "rm-resume-changed-lr": (lambda e, r, c: _rm(e, "--resume", "--learning-rate", "0.5", "--output-dir",
                                                  str(r["rm"])), "--learning-rate"),
     "rm-overwrite-and-resume": (lambda e, r, c: _rm(e, "--resume", "--overwrite", "--output-dir", "o"), "--resume"),
+    "rm-output-exists": (lambda e, r, c: _rm(e, "--output-dir", str(c / "mine")), "--overwrite"),
     # rm score / merge
     "score-output-is-folder": (lambda e, r, c: ["rm", "score", "--model-dir", str(r["rm"] / "final"), "--input",
                                                 str(e / "pairs.jsonl"), "--output", str(c / "mine")], "mine"),
@@ -111,6 +112,12 @@ CASES = {
                                                   str(e / "pairs.jsonl"), "--output", "s.jsonl"], "tiny"),
     "score-missing-input": (lambda e, r, c: ["rm", "score", "--model-dir", str(r["rm"] / "final"), "--input",
                                              "nope.jsonl", "--output", "s.jsonl"], "nope.jsonl"),
+    "score-best-folder": (lambda e, r, c: ["rm", "score", "--model-dir", str(r["rm"] / "best"), "--input",
+                                           str(e / "pairs.jsonl"), "--output", "s.jsonl"], "final"),
+    "merge-output-exists": (lambda e, r, c: ["rm", "merge", "--model-dir", str(r["rm"] / "final"), "--output",
+                                             str(c / "mine")], "--overwrite"),
+    "export-not-a-reward-model": (lambda e, r, c: ["rm", "export", "--model-dir", str(e / "tiny"), "--output",
+                                                   "exported"], "tiny"),
     # rl
     "rl-no-reward-model": (lambda e, r, c: [a for a in _rl(e, r["rm"], "--output-dir", "o")
                                             if a != str(r["rm"] / "final") and a != "--reward-model"],
@@ -121,12 +128,16 @@ CASES = {
                           "runs/nope"),
     "rl-lora-rank-0": (lambda e, r, c: _rl(e, r["rm"], "--lora-rank", "0", "--output-dir", "o"), "rank"),
     "rl-bad-targets": (lambda e, r, c: _rl(e, r["rm"], "--lora-targets", "nonsense", "--output-dir", "o"), "nonsense"),
+    "rl-batch-too-big": (lambda e, r, c: _rl(e, r["rm"], "--prompts-per-step", "4096", "--output-dir", "o"),
+                         "--prompts-per-step"),
     "rl-resume-changed-beta": (lambda e, r, c: _rl(e, r["rm"], "--resume", "--beta", "0.5", "--output-dir",
                                                    str(r["rl"])), "--beta"),
     "rl-resume-not-a-run": (lambda e, r, c: _rl(e, r["rm"], "--resume", "--output-dir", str(c / "mine")),
                             "not a perlhf run"),
     # sft
     "sft-lora-rank-0": (lambda e, r, c: _sft(e, "--lora-rank", "0", "--output-dir", "o"), "rank"),
+    "sft-bad-targets": (lambda e, r, c: _sft(e, "--lora-targets", "nonsense", "--output-dir", "o"), "nonsense"),
+    "sft-batch-too-big": (lambda e, r, c: _sft(e, "--batch-size", "4096", "--output-dir", "o"), "--batch-size"),
     "sft-prompt-task": (lambda e, r, c: _sft(e, "--output-dir", "o")[:4] + ["rotten-tomatoes"]
                         + _sft(e, "--output-dir", "o")[5:], "dialogue"),
     "sft-resume-changed-lr": (lambda e, r, c: _sft(e, "--resume", "--learning-rate", "0.5", "--output-dir",
@@ -136,6 +147,11 @@ CASES = {
     "eval-missing-judge": (lambda e, r, c: ["eval", "--sft", str(e / "tiny"), "--rl", str(r["rl"]), "--reward-model",
                                             str(r["rm"] / "final"), "--judge-rm", "runs/nope", "--task", "jsonl",
                                             "--path", str(e / "pairs.jsonl"), "--num-prompts", "2"], "runs/nope"),
+    # compare, demo, data
+    "compare-bad-modes": (lambda e, r, c: ["compare", "--modes", "full,lora:rx", "--report-dir", "rep"], "lora:rx"),
+    "demo-lora-rank-0": (lambda e, r, c: ["demo", "--lora-rank", "0", "--report-dir", "rep"], "--lora-rank"),
+    "demo-report-dir-exists": (lambda e, r, c: ["demo", "--report-dir", str(c / "mine")], "mine"),
+    "data-unknown-task": (lambda e, r, c: ["data", "stats", "no-such-task"], "no-such-task"),
 }
 
 
@@ -158,6 +174,7 @@ def test_bad_input_is_one_clear_message_and_leaves_nothing(name, tiny_env, runs,
     (cwd / "runs").mkdir()
     argv = [str(a) for a in build(tiny_env, runs, cwd)]
     run_files = {k: _files(v) for k, v in runs.items()}
+    run_configs = {k: (v / "config.yaml").read_text() for k, v in runs.items()}
     before = _files(cwd)
     try:
         rc = main(argv)
@@ -171,6 +188,9 @@ def test_bad_input_is_one_clear_message_and_leaves_nothing(name, tiny_env, runs,
     assert culprit in errors[0], errors[0]
     assert _files(cwd) == before, f"{name} left {_files(cwd) - before}"
     assert {k: _files(v) for k, v in runs.items()} == run_files, "a refused command changed a run folder"
+    assert {k: (v / "config.yaml").read_text() for k, v in runs.items()} == run_configs, "config.yaml rewritten"
+    # a local path is never reported as a hub connection problem, a missing tokenizer never as sentencepiece
+    assert "huggingface.co" not in err and "sentencepiece" not in err, err
 
 
 def test_read_only_output_folder(tiny_env, tmp_path, monkeypatch, capsys):
@@ -206,3 +226,67 @@ def test_unwritable_output_is_one_message(err, tiny_env, tmp_path, monkeypatch, 
     err_text = capsys.readouterr().err
     assert "Traceback" not in err_text and str(out) in err_text
     assert len([line for line in err_text.splitlines() if "error:" in line]) == 1
+
+
+def _read_only(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` behave like a read-only mount even for root (which the suite runs as): every
+    mkdir, file creation and open-for-writing under it fails with EROFS, as the kernel would answer."""
+    import builtins
+    import errno as errno_mod
+    import io
+
+    prefix = str(folder.resolve())
+    real_mkdir, real_os_open, real_open = os.mkdir, os.open, builtins.open
+
+    def under(path) -> bool:
+        try:
+            return os.path.abspath(os.fsdecode(os.fspath(path))).startswith(prefix)
+        except TypeError:  # a file descriptor
+            return False
+
+    def refuse(path):
+        return OSError(errno_mod.EROFS, os.strerror(errno_mod.EROFS), os.fsdecode(os.fspath(path)))
+
+    def mkdir(path, *args, **kwargs):
+        if under(path):
+            raise refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):
+        if under(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if not isinstance(file, int) and under(file) and any(c in mode for c in "wax+"):
+            raise refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+
+
+@pytest.mark.parametrize("command", ["rm", "rl", "score", "merge"])
+def test_read_only_folder_is_one_message_for_every_writer(command, tiny_env, runs, tmp_path, monkeypatch, capsys):
+    """Audit item 5: a read-only output folder for rm, rl, rm score and rm merge is exit 2 and one
+    message naming the folder and the fix, never a traceback."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    argv = {
+        "rm": lambda: _rm(tiny_env, "--output-dir", str(ro / "run")),
+        "rl": lambda: _rl(tiny_env, runs["rm"], "--output-dir", str(ro / "run")),
+        "score": lambda: ["rm", "score", "--model-dir", str(runs["rm"] / "final"), "--input",
+                          str(tiny_env / "pairs.jsonl"), "--output", str(ro / "scores.jsonl")],
+        "merge": lambda: ["rm", "merge", "--model-dir", str(runs["rm"] / "final"), "--output", str(ro / "merged")],
+    }[command]()
+    _read_only(monkeypatch, ro)
+    rc = main(argv)
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(ro) in errors[0] and "read-only" in errors[0], err
+    assert list(ro.iterdir()) == []

@@ -167,3 +167,22 @@ def test_every_stage_has_the_harness_features(stage, tiny_env, rm_final, tmp_pat
         assert summary["final"]["step"] == STEPS
     bad = _run([*argv, "--lora-rank", "0"], tmp_path / "bad")
     assert bad.returncode == 2 and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("stage", ["rm", "sft", "rl"])
+def test_resuming_a_finished_run_keeps_its_summary(stage, tiny_env, rm_final, tmp_path):
+    """Audit item 4: --resume on a run that already finished runs no step and rewrites summary.json with
+    the same steps and quality fields (RL: steps and the first reward over the whole run; rm: test
+    metrics; sft: the last step's metrics), and with the precision it chose."""
+    argv = [*_argv(stage, tiny_env, rm_final), "--output-dir", str(tmp_path / "run")]
+    if stage != "rm":
+        argv += ["--progress", "false", "--report-to", "none"]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert main([*argv, "--resume"]) == 0
+    again = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert {"mixed_precision", "mixed_precision_reason"} <= again.keys()
+    for key in ("steps", "test", "validation_best", "best_step", "reward_first", "reward_last", "kl_last", "final",
+                "mixed_precision"):
+        assert _stable(first.get(key)) == _stable(again.get(key)), key
+    assert any(first.get(k) is not None for k in ("test", "reward_first", "final"))

@@ -4,7 +4,17 @@ import math
 
 import pytest
 
-from perlhf.train.metrics import accuracy, majority_baseline, pairwise_accuracy, reward_metrics, roc_auc
+from perlhf.data.records import PreferencePair, RatedResponse
+from perlhf.train.metrics import (
+    accuracy,
+    fit_logistic,
+    length_baselines,
+    majority_baseline,
+    margin_over_baseline,
+    pairwise_accuracy,
+    reward_metrics,
+    roc_auc,
+)
 
 
 def test_pairwise_accuracy_counts_ties_half():
@@ -51,3 +61,62 @@ def test_standard_errors_against_hand_values():
     assert m["auc"] == 1.0 and m["auc_se"] == pytest.approx(0.0)
     p = reward_metrics("pair", [1.0, 2.0, 0.0, 3.0])
     assert p["accuracy"] == 0.5 and p["accuracy_se"] == pytest.approx(math.sqrt(0.25 / 2))
+
+
+def test_fit_logistic_recovers_known_weights():
+    # exact expected labels P(y=1|x) = sigmoid(0.5 + 2x) on a grid, as fractional counts of 20
+    xs, ys = [], []
+    for i in range(-20, 21):
+        x = i / 10
+        ones = round(20 / (1 + math.exp(-(0.5 + 2 * x))))
+        xs += [[x]] * 20
+        ys += [1] * ones + [0] * (20 - ones)
+    bias, weight = fit_logistic(xs, ys, l2=0.0)
+    assert bias == pytest.approx(0.5, abs=0.08) and weight == pytest.approx(2.0, abs=0.1)
+    # without an intercept the bias is exactly zero; separable data stay finite under the L2 penalty
+    assert fit_logistic([[-1.0], [1.0]], [0, 1], intercept=False)[0] == 0.0
+    assert all(math.isfinite(w) for w in fit_logistic([[-1.0], [1.0]], [0, 1]))
+    with pytest.raises(ValueError):
+        fit_logistic([], [])
+
+
+def _pair(chosen: str, rejected: str) -> PreferencePair:
+    return PreferencePair(id="p", group="g", prompt=(), chosen=chosen, rejected=rejected)
+
+
+def test_length_baselines_on_pairs_by_hand():
+    # the shorter answer is chosen in 2 of 4 test pairs, 1 is a tie (counted half)
+    test = [_pair("a" * 6, "b" * 40), _pair("c" * 12, "d" * 36), _pair("e" * 50, "f" * 6), _pair("gg", "hh")]
+    lengths = [(5, 50), (10, 30), (3, 8), (20, 60), (7, 9), (15, 45), (30, 10), (8, 3)]  # 6 of 8 shorter
+    train = [_pair("x" * a, "y" * b) for a, b in lengths]
+    out = length_baselines("pair", train, test)
+    assert out["shorter_wins"] == pytest.approx(2.5 / 4) and out["longer_wins"] == pytest.approx(1.5 / 4)
+    assert out["logistic"] == pytest.approx(2.5 / 4)  # learnt "shorter is better" from train
+    assert out["best"] == pytest.approx(2.5 / 4) and out["metric"] == "accuracy" and out["n"] == 4
+    # listing the answers the other way round leaves the logistic rule's decisions mirrored
+    swapped = length_baselines("pair", train, [_pair(r.rejected, r.chosen) for r in test])
+    assert swapped["logistic"] == pytest.approx(1 - out["logistic"])
+
+
+def _rated(response: str, label: int) -> RatedResponse:
+    return RatedResponse(id="r", group="g", prompt=(), response=response, label=label)
+
+
+def test_length_baselines_on_ratings_by_hand():
+    # thumbs-up answers are longer: "longer is better" ranks 3 of the 4 (up, down) pairs right
+    test = [_rated("a" * 10, 1), _rated("a" * 30, 1), _rated("a" * 20, 0), _rated("a" * 5, 0)]
+    train = [_rated("a" * n, int(n > 15)) for n in range(1, 40)]
+    out = length_baselines("rating", train, test)
+    assert out["longer_wins"] == pytest.approx(0.75) and out["shorter_wins"] == pytest.approx(0.25)
+    assert out["logistic"] == pytest.approx(0.75)  # a monotone increasing score ranks as length does
+    assert out["best"] == pytest.approx(0.75) and out["metric"] == "auc"
+    with pytest.raises(ValueError, match="kind"):
+        length_baselines("dialogue", train, test)
+
+
+def test_margin_over_baseline_in_standard_errors():
+    base = {"metric": "auc", "best": 0.6}
+    assert margin_over_baseline({"auc": 0.75, "auc_se": 0.05}, base) == pytest.approx(3.0)
+    assert margin_over_baseline({"auc": 0.55, "auc_se": 0.025}, base) == pytest.approx(-2.0)
+    assert math.isnan(margin_over_baseline({"auc": 0.75}, base))
+    assert math.isnan(margin_over_baseline({"auc": 0.75, "auc_se": float("nan")}, base))

@@ -63,3 +63,26 @@ def test_stale_temporaries_are_removed_at_the_next_start(tiny_env, tmp_path):
     assert len(removed) == 3
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
     assert [p.name for p in run.iterdir()] == ["checkpoints"]
+
+
+def test_rm_score_shows_progress_and_names_final_for_best(tiny_env, tmp_path, capsys):
+    """Audit item 12: rm score prints a progress bar (scored/total texts) when there is more than one
+    batch, and RUN/best is refused with a message that points at RUN/final."""
+    run = tmp_path / "run"
+    argv = ["rm", "train", "--model", str(tiny_env / "tiny"), "--task", "jsonl", "--path",
+            str(tiny_env / "pairs.jsonl"), "--batch-size", "8", "--max-steps", "1", "--eval-every", "1",
+            "--max-prompt-tokens", "32", "--max-response-tokens", "16", "--progress", "false", "--report-to", "none",
+            "--output-dir", str(run)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    n_pairs = sum(1 for line in (tiny_env / "pairs.jsonl").read_text().splitlines() if line.strip())
+    out = tmp_path / "scores.jsonl"
+    assert main(["rm", "score", "--model-dir", str(run / "final"), "--input", str(tiny_env / "pairs.jsonl"),
+                 "--output", str(out), "--batch-size", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "scoring" in err and f"{2 * n_pairs}/{2 * n_pairs}" in err, err[-500:]
+    assert len(out.read_text().splitlines()) == n_pairs
+    assert main(["rm", "score", "--model-dir", str(run / "best"), "--input", str(tiny_env / "pairs.jsonl"),
+                 "--output", str(tmp_path / "b.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert str(run / "final") in err and "Traceback" not in err

@@ -80,3 +80,46 @@ def test_accelerator_records_the_choice(monkeypatch):
 ])
 def test_oversubscribed(load, cores, threads, expected):
     assert precision.oversubscribed(load, cores, threads) is expected
+
+
+def test_every_stage_defaults_to_auto():
+    from perlhf.demo import DemoConfig
+    from perlhf.train.reward import RewardConfig
+    from perlhf.train.rl import RLConfig
+    from perlhf.train.sft import SFTConfig
+
+    for cls in (RewardConfig, SFTConfig, RLConfig, DemoConfig):
+        field = cls.__dataclass_fields__["mixed_precision"]
+        assert field.default == "auto", cls.__name__
+        assert field.metadata["choices"] == precision.CHOICES
+
+
+@pytest.mark.parametrize(("extra", "mode", "level"), [
+    ((), "no", logging.INFO),                              # the default on a CPU without native bf16
+    (("--mixed-precision", "bf16"), "bf16", logging.WARNING),  # explicit bf16 there: run as asked, warned
+])
+def test_rm_on_a_cpu_without_native_bf16(extra, mode, level, tiny_env, tmp_path, monkeypatch, caplog):
+    """Issue 13, done when: `perlhf rm` with default options runs in fp32 and says so (log and
+    summary); with explicit bf16 it warns once, naming the measured cost."""
+    import json
+
+    from perlhf.cli import main
+
+    monkeypatch.setenv("PERLHF_NATIVE_BF16", "0")
+    monkeypatch.setattr(precision, "_warned", set())
+    out = tmp_path / "run"
+    argv = ["rm", "train", "--model", str(tiny_env / "tiny"), "--task", "jsonl", "--path",
+            str(tiny_env / "pairs.jsonl"), "--batch-size", "8", "--max-steps", "1", "--eval-every", "1",
+            "--max-prompt-tokens", "32", "--max-response-tokens", "16", "--progress", "false", "--report-to", "none",
+            "--output-dir", str(out), *extra]
+    with caplog.at_level(logging.INFO, logger="perlhf.precision"):
+        assert main(argv) == 0
+    said = [r for r in caplog.records if r.name == "perlhf.precision"]
+    assert len(said) == 1 and said[0].levelno == level
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mixed_precision"] == mode
+    if mode == "no":
+        assert "fp32" in said[0].getMessage() and "fp32" in summary["mixed_precision_reason"]
+    else:
+        assert "170x" in said[0].getMessage() and "AVX512_BF16" in said[0].getMessage()
+        assert "emulated" in summary["mixed_precision_reason"]

@@ -63,7 +63,7 @@ PROMPTS = [RLPrompt((5 + i, 9, 11 + i)) for i in range(8)]
 
 
 def cfg(**kw) -> RLConfig:
-    base = dict(max_steps=3, prompts_per_step=2, samples_per_prompt=2, micro_batch_size=3, max_new_tokens=6,
+    base = dict(max_steps=3, prompts_per_step=2, samples_per_prompt=2, micro_batch_size=3, max_new_tokens=6, baseline="value",
                 temperature=1.0, learning_rate=2e-2, value_learning_rate=1e-2, beta=0.05,
                 lora_targets="all-linear", lora_rank=4, save_every=0, sample_every=0)
     base.update(kw)

@@ -75,6 +75,13 @@ def test_lora_run_trains_adapter_and_head_only(tiny_env, tmp_path, built):
                 "padding_fraction", "peak_memory_bytes"):
         assert summary["cost"][key] is not None and summary["cost"][key] >= 0
     assert summary["test"]["accuracy"] > summary["untrained"]["test"]["accuracy"]
+    length = summary["length_baselines"]  # length-only rules beside every result
+    assert length["metric"] == "accuracy" and length["n"] == summary["test"]["n"]
+    assert length["shorter_wins"] + length["longer_wins"] == pytest.approx(1.0)
+    assert length["best"] == max(length["shorter_wins"], length["longer_wins"], length["logistic"])
+    se = summary["test"]["accuracy_se"]
+    margin = summary["length_margin_se"]
+    assert margin == pytest.approx((summary["test"]["accuracy"] - length["best"]) / se) if se else margin != margin
     splits = [json.loads(line)["split"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert splits.count("train") == 6 and splits.count("validation") == 2 and splits[0] == "untrained"
 
@@ -85,6 +92,7 @@ def test_ratings_full_mode_and_score_cli(tiny_env, tmp_path):
     assert summary["kind"] == "rating" and summary["params"]["trainable_pct"] > 50
     for key in ("accuracy", "auc", "majority_baseline"):
         assert 0 <= summary["test"][key] <= 1
+    assert summary["length_baselines"]["metric"] == "auc" and 0 <= summary["length_baselines"]["logistic"] <= 1
     # score texts and pairs with the saved model: same scores as the model in memory would give
     texts = tmp_path / "texts.jsonl"
     texts.write_text(json.dumps({"prompt": "Tell me about stone.", "response": "Sure, stone is nice."}) + "\n"

@@ -111,3 +111,87 @@ def selection_metric(kind: str) -> str:
     """The validation metric used to keep the best checkpoint: pairwise accuracy for pairs,
     AUC for ratings (on skewed labels accuracy barely moves off the majority baseline)."""
     return "accuracy" if kind == "pair" else "auc"
+
+
+# --------------------------------------------------------------------------- length-only baselines
+def _length_features(chars: float) -> list[float]:
+    """A response length in characters as features: its logarithm and its size in hundreds."""
+    return [math.log1p(chars), chars / 100.0]
+
+
+def fit_logistic(features: Sequence[Sequence[float]], labels: Sequence[int], *, intercept: bool = True,
+                 l2: float = 1e-3, steps: int = 200) -> list[float]:
+    """Weights of an L2-regularised logistic regression (``[bias] + one per feature``; bias 0 without
+    ``intercept``), fitted by L-BFGS in float64 on features standardised with the training mean and
+    deviation and returned in the original units. Deterministic."""
+    import torch
+
+    x = torch.tensor([list(f) for f in features], dtype=torch.float64)
+    y = torch.tensor([float(v) for v in labels], dtype=torch.float64)
+    if x.ndim != 2 or len(x) != len(y) or not len(y):
+        raise ValueError("features and labels must be non-empty and of equal length")
+    mean = x.mean(0) if intercept else torch.zeros(x.shape[1], dtype=torch.float64)
+    std = x.std(0, unbiased=False).clamp_min(1e-12) if len(x) > 1 else torch.ones(x.shape[1], dtype=torch.float64)
+    z = (x - mean) / std
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=intercept)
+    params = [w, b] if intercept else [w]
+    opt = torch.optim.LBFGS(params, max_iter=steps, tolerance_grad=1e-10, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    weights = (w / std).detach()
+    bias = (b - (mean / std * w).sum()).detach() if intercept else torch.zeros((), dtype=torch.float64)
+    return [float(bias), *map(float, weights)]
+
+
+def _logit(weights: Sequence[float], features: Sequence[float]) -> float:
+    return weights[0] + sum(w * f for w, f in zip(weights[1:], features, strict=True))
+
+
+def length_baselines(kind: str, train: Sequence, test: Sequence) -> dict[str, float]:
+    """What response length alone achieves on ``test`` (records with ``chosen``/``rejected`` or
+    ``response``/``label``): the two length rules and a length-only logistic model fitted on ``train``.
+
+    ``pair``: accuracy (ties half) of "the shorter answer wins", of "the longer answer wins", and of a
+    logistic model on the difference of the two answers' length features (no intercept, so it does
+    not depend on which answer is listed first). ``rating``: the AUC of "longer is better" and
+    "shorter is better" and the test AUC of a logistic model on length features. Lengths are in
+    characters of the whole response, before any token budget. ``best`` is the highest of the three
+    on test (the rules' better direction chosen on test: an upper bound on a length-only rule)."""
+    if kind == "pair":
+        def diff(r) -> list[float]:
+            return [a - b for a, b in zip(_length_features(len(r.chosen)), _length_features(len(r.rejected)),
+                                          strict=True)]
+        # each training pair both ways round: chosen first (label 1) and rejected first (label 0)
+        feats = [d for r in train for d in (diff(r), [-v for v in diff(r)])]
+        w = fit_logistic(feats, [1, 0] * len(train), intercept=False)
+        shorter = pairwise_accuracy([-len(r.chosen) for r in test], [-len(r.rejected) for r in test])
+        logit = [_logit(w, diff(r)) for r in test]
+        out = {"shorter_wins": shorter, "longer_wins": 1.0 - shorter,
+               "logistic": pairwise_accuracy(logit, [0.0] * len(logit)), "metric": "accuracy", "n": len(test)}
+    elif kind == "rating":
+        labels = [int(r.label) for r in test]
+        w = fit_logistic([_length_features(len(r.response)) for r in train], [int(r.label) for r in train])
+        longer = roc_auc([float(len(r.response)) for r in test], labels)
+        out = {"longer_wins": longer, "shorter_wins": 1.0 - longer,
+               "logistic": roc_auc([_logit(w, _length_features(len(r.response))) for r in test], labels),
+               "metric": "auc", "n": len(test)}
+    else:
+        raise ValueError(f"no length baselines for data kind {kind!r}")
+    out["best"] = max(out["shorter_wins"], out["longer_wins"], out["logistic"])
+    return out
+
+
+def margin_over_baseline(metrics: dict[str, float], baselines: dict[str, float]) -> float:
+    """How many of the reward model's standard errors its test metric lies above the best length-only
+    baseline (``(metric - best) / metric_se``); NaN without a standard error."""
+    key = baselines["metric"]
+    se = metrics.get(f"{key}_se", float("nan"))
+    return (metrics[key] - baselines["best"]) / se if se and se == se else float("nan")

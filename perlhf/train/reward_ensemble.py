@@ -32,6 +32,7 @@ from perlhf.config import config_to_dict
 from perlhf.errors import UserError
 from perlhf.models.ensemble import AGGREGATES, aggregate, member_name, member_train_records
 from perlhf.runs import RunDir, stage_entry
+from perlhf.train.metrics import length_baselines, margin_over_baseline
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def ensemble_summary(cfg: Any, kind: str, splits: dict, summaries: list[dict], f
     trainable = sum(s["params"]["trainable"] for s in summaries)
     total = summaries[0]["params"]["total"] - summaries[0]["params"]["trainable"] + trainable
     seconds = [c["median_step_s"] * c["timed_steps"] for c in costs if c.get("median_step_s")]
+    length = length_baselines(kind, splits["train"], splits["test"])
     return {
         "stage": "rm",
         "task": cfg.task,
@@ -215,6 +217,8 @@ def ensemble_summary(cfg: Any, kind: str, splits: dict, summaries: list[dict], f
         "best_single_member": {"member": best, **found["members"][best]},
         "untrained": summaries[0].get("untrained"),
         "majority_baseline": mean["test"].get("majority_baseline", 0.5),
+        "length_baselines": length,
+        "length_margin_se": margin_over_baseline(mean["test"], length),
         "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total},
         "cost": {  # one ensemble step: one optimizer step of every member
             "median_step_s": sum(c["median_step_s"] for c in costs) if len(seconds) == len(costs) else None,

@@ -84,6 +84,10 @@ from perlhf.train.rl_losses import (
 log = logging.getLogger(__name__)
 
 PHASES = ("sampling", "reward", "anchor", "learning")
+# Policy (and value) learning rates when --learning-rate is not given: the best of each mode on the
+# sentiment validation sweep (20 steps x 16 episodes; benchmarks/SENTIMENT_RESULTS.md), a LoRA/full
+# ratio of 20x as "LoRA Without Regret" finds for short runs.
+DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 SAMPLES_FILE = "samples.jsonl"
 
 
@@ -111,25 +115,32 @@ class RLConfig:
     output_dir: str = option("runs/rl", "run directory (config, metrics.jsonl, samples.jsonl, checkpoints, final)")
     mode: str = option("lora", "lora: policy and value are LoRA adapters on one frozen backbone; "
                        "full: separate policy, value, anchor and reward models", choices=["lora", "full"])
-    baseline: str = option("value", "value: learned value model (the paper); rloo: leave-one-out mean of the other "
-                           "samples of the prompt; mean: batch mean reward", choices=["value", "rloo", "mean"])
+    baseline: str = option("rloo", "rloo: leave-one-out mean of the other samples of the prompt (the default: "
+                           "ahead of the value model at 16 episodes per step on the sentiment sweep, and cheaper); "
+                           "value: learned value model (the paper); mean: batch mean reward",
+                           choices=["value", "rloo", "mean"])
     beta: float = option(0.05, "KL weight: the return is (1 - beta) * reward - beta * KL to the anchor")
     kl_estimator: str = option("k1", "per-token KL estimator: k1 = log p - log p_anchor; k3 = exp(-d) - 1 + d",
                                choices=list(KL_ESTIMATORS))
     temperature: float = option(0.7, "sampling temperature (the learner uses the same one)")
     max_new_tokens: int = option(64, "longest response sampled")
     max_prompt_tokens: int = option(256, "prompt budget: longer prompts lose their oldest turns (counted in the log)")
-    samples_per_prompt: int = option(2, "responses sampled per prompt (>= 2 for --baseline rloo)")
-    prompts_per_step: int = option(4, "prompts per optimizer step (all processes together)")
+    samples_per_prompt: int = option(4, "responses sampled per prompt (>= 2 for --baseline rloo)")
+    prompts_per_step: int = option(4, "prompts per optimizer step (all processes together); episodes per step = "
+                                   "this x --samples-per-prompt (16 by default; the paper used 128)")
     micro_batch_size: int = option(8, "episodes per forward/backward pass in the anchor and learning phases")
-    learning_rate: float | None = option(None, "policy learning rate (default: 1e-4 for lora, 2e-6 for full)")
-    value_learning_rate: float | None = option(None, "value learning rate (default: 1e-4 for lora, 1e-5 for full)")
+    learning_rate: float | None = option(None, "policy learning rate (default: 1e-3 for lora, 5e-5 for full: the "
+                                           "best of each mode on the sentiment validation sweep, "
+                                           "benchmarks/SENTIMENT_RESULTS.md; the paper used 1e-4 for 5k steps)")
+    value_learning_rate: float | None = option(None, "value learning rate (default: the policy's default)")
     max_grad_norm: float = option(1.0, "gradient clipping norm, per model (0: off)")
     max_steps: int = option(100, "optimizer steps")
     max_prompts: int | None = option(None, "use at most this many training prompts (a fixed random subset)")
     lora_rank: int = option(8, "LoRA rank of the policy and value adapters")
     lora_alpha: float | None = option(None, "LoRA alpha (default: 2 x rank)")
-    lora_targets: str = option("attention", "LoRA targets: attention, all-linear or module names")
+    lora_targets: str = option("all-linear", "LoRA targets: all-linear (every linear layer of the blocks, MLP "
+                               "included; the default, ahead of attention-only on the sentiment sweep), attention "
+                               "(q, k, v, o: the paper's setting) or module names")
     dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
     mixed_precision: str = mixed_precision_option()
     gradient_checkpointing: bool = option(False, "learning phase: recompute activations in the backward pass "
@@ -176,13 +187,13 @@ class RLConfig:
     def policy_lr(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
-        return 1e-4 if self.mode == "lora" else 2e-6
+        return DEFAULT_LR[self.mode]
 
     @property
     def value_lr(self) -> float:
         if self.value_learning_rate is not None:
             return self.value_learning_rate
-        return 1e-4 if self.mode == "lora" else 1e-5
+        return DEFAULT_LR[self.mode]
 
     @property
     def episodes_per_step(self) -> int:
@@ -846,6 +857,9 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     n_trunc = sum(p.truncated for p in prompts)
     log.info("%d RL prompts from %s (%d truncated to %d tokens)", len(prompts), cfg.task, n_trunc,
              cfg.max_prompt_tokens)
+    if len(prompts) < cfg.prompts_per_step:  # before the models load and a reporter writes into the run
+        raise UserError(f"only {len(prompts)} training prompts for --prompts-per-step {cfg.prompts_per_step}: "
+                        "lower --prompts-per-step or use more data")
     t_load = time.perf_counter()
     with PeakMemory(accelerator.device) as load_mem:
         sft_model = load_causal_lm(cfg.policy, dtype=dtype)

@@ -36,6 +36,7 @@ from perlhf.models.loading import write_plain_model
 from perlhf.runs import (
     Reporter,
     RunDir,
+    check_batch_fits,
     check_finite,
     iterate_steps,
     load_optimizer,
@@ -72,7 +73,8 @@ class SFTConfig:
     lora_rank: int = option(8, "LoRA rank")
     lora_alpha: float | None = option(None, "LoRA alpha (default: 2 x rank)")
     lora_dropout: float = option(0.0, "LoRA dropout")
-    lora_targets: str = option("attention", "LoRA targets: attention, all-linear or module names (q_proj,v_proj)")
+    lora_targets: str = option("all-linear", "LoRA targets: all-linear (every linear layer, MLP included; the "
+                               "default, as in rm and rl), attention (the paper's) or module names (q_proj,v_proj)")
     learning_rate: float | None = option(None, "peak learning rate (default: 1e-4 for lora, 1e-5 for full)")
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(10, "linear learning-rate warm-up steps")
@@ -409,6 +411,7 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     validation, _ = encode_targets(tokenizer, val_targets, **kw)
     if not train:
         raise UserError(f"--task {cfg.task}: no training targets after tokenization")
+    check_batch_fits(len(train), cfg.batch_size)  # before the model loads and a reporter writes into the run
     log.info("SFT on %d targets (%d validation; %d of %d training contexts truncated to %d tokens), mode %s",
              len(train), len(validation), cut_train, len(train_targets), cfg.max_prompt_tokens, cfg.mode)
     dtype = getattr(torch, cfg.dtype)
