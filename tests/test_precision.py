@@ -114,7 +114,8 @@ def test_rm_on_a_cpu_without_native_bf16(extra, mode, level, tiny_env, tmp_path,
             "--output-dir", str(out), *extra]
     with caplog.at_level(logging.INFO, logger="perlhf.precision"):
         assert main(argv) == 0
-    said = [r for r in caplog.records if r.name == "perlhf.precision"]
+    # The busy-CPU warning (same logger) depends on the machine's load, not on precision: leave it out.
+    said = [r for r in caplog.records if r.name == "perlhf.precision" and "OMP_NUM_THREADS" not in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == level
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mixed_precision"] == mode
