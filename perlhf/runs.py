@@ -70,6 +70,12 @@ def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919) % (2**31 - 1)
 
 
+def episode_seed(seed: int, step: int, episode: int) -> int:
+    """The sampling seed of one RL episode: the step's seed and the episode's index in the global
+    batch (prompt position x samples per prompt + sample), whichever process samples it."""
+    return (step_seed(seed, step) * 1_000_033 + episode * 104_729 + 1) % (2**62)
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
     """The order in which examples are visited in ``epoch`` (deterministic, process-independent)."""
     rng = random.Random(seed * 10_007 + epoch)

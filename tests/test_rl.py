@@ -476,3 +476,37 @@ def test_all_reduce_grads_averages_every_gradient_in_one_collective():
     assert calls == ["mean"]
     assert params[0].grad.tolist() == [[1.0, 1.5, 2.0], [2.5, 3.0, 3.5]]
     assert params[1].grad.tolist() == [2.0] * 4 and params[2].grad.tolist() == [2.0]
+
+
+@pytest.mark.parametrize("baseline", ["value", "mean", "rloo"])
+def test_process_shards_with_global_normalisers_give_the_whole_batch_gradient(baseline):
+    """Data parallelism's maths, in one process: two shards of a batch, each learning with the
+    whole batch's token count (per process) and mean reward, average to the whole batch's gradient.
+    Without them the value loss (a token mean) and the mean baseline would be each shard's own."""
+    c = cfg(baseline=baseline, micro_batch_size=2)
+    models = build_models(c, sft_model(tiny()))
+    _perturb_adapters(models)
+    models.eval()
+    torch.manual_seed(0)
+    with models.sampler() as policy:
+        roll = sample(policy, IdTokenizer(), [p.ids for p in PROMPTS[:2] for _ in range(2)], max_new_tokens=6)
+    roll.response_mask[0, 2:] = 0.0  # uneven lengths: the shards' token counts differ
+    rewards = torch.tensor([1.0, 0.0, 3.0, 2.5])
+    logp_anchor = anchor_logprobs(models, roll, 1.0, micro_batch_size=2)
+
+    def grads(rollout, r, anchor, **norm):
+        models.zero_grad(set_to_none=True)
+        learn_from_rollout(models, rollout, r, anchor, c, **norm)
+        return [p.grad.clone() for g in models.parameter_groups().values() for p in g if p.grad is not None]
+
+    whole = grads(roll, rewards, logp_anchor)
+    halves = [slice(0, 2), slice(2, 4)]
+    tokens = [float(roll.response_mask[h].sum()) for h in halves]
+    assert tokens[0] != tokens[1]
+    norm = {"num_tokens": sum(tokens) / 2, "batch_mean_reward": float(rewards.mean())}
+    parts = [grads(roll.select(h), rewards[h], logp_anchor[h], **norm) for h in halves]
+    for w, a, b in zip(whole, *parts, strict=True):
+        torch.testing.assert_close((a + b) / 2, w, atol=1e-6, rtol=1e-4)
+    if baseline != "rloo":  # the group baseline needs nothing global: the others must
+        own = [grads(roll.select(h), rewards[h], logp_anchor[h]) for h in halves]
+        assert any(not torch.allclose((a + b) / 2, w, atol=1e-6, rtol=1e-4) for w, a, b in zip(whole, *own, strict=True))

@@ -17,7 +17,12 @@ Conventions:
   so it is in ``response_mask`` and gets a log-prob; tokens after it are
   padding (mask 0). A response that hits ``max_new_tokens`` has no end token;
 * an "empty" generation (end token first, or only whitespace) is allowed: its
-  text is ``""``, it is scored and counted, never an error.
+  text is ``""``, it is scored and counted, never an error;
+* with ``seeds`` (one per row) every row draws its noise from its own generator
+  (Gumbel-max: the argmax of ``logits / T`` plus Gumbel noise is a draw from
+  ``softmax(logits / T)``), so a response depends on its seed and not on the
+  other rows of the batch: the RL loop seeds each episode from the step and its
+  global index, and 2 processes sample what 1 process samples.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import LogitsProcessor
 
 from perlhf.train.rl_losses import entropy_from_logits
 
@@ -124,6 +130,28 @@ def response_mask_from_ids(response_ids: torch.Tensor, eos_ids: Sequence[int]) -
     return mask, is_eos.any(dim=-1)
 
 
+def gumbel_noise(generators: Sequence[torch.Generator], vocab: int) -> torch.Tensor:
+    """``(len(generators), vocab)`` standard Gumbel noise, row ``i`` from ``generators[i]`` (CPU, float32)."""
+    u = torch.stack([torch.rand(vocab, generator=g) for g in generators])
+    return -torch.log(-torch.log(u.clamp_(min=torch.finfo(torch.float32).tiny)))
+
+
+class _SeededSampler(LogitsProcessor):
+    """A logits processor that turns greedy decoding into sampling at ``temperature`` with per-row
+    noise: ``argmax(scores / T + Gumbel)``. Keeps the tempered scores (the sampler's distribution)."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, keep_scores: bool):
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature = temperature
+        self.tempered: list[torch.Tensor] | None = [] if keep_scores else None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        tempered = scores.float() / self.temperature
+        if self.tempered is not None:
+            self.tempered.append(tempered)
+        return tempered + gumbel_noise(self.generators, scores.shape[-1]).to(scores.device)
+
+
 @torch.no_grad()
 def sample(
     model: torch.nn.Module,
@@ -134,10 +162,13 @@ def sample(
     temperature: float = 0.7,
     eos_token_ids: Sequence[int] | None = None,
     return_sampler_logprobs: bool = False,
+    seeds: Sequence[int] | None = None,
 ) -> Rollout:
     """Sample one response per prompt (repeat a prompt in ``prompt_ids`` for several samples).
 
-    Uses the global torch RNG: seed it (``torch.manual_seed``) for reproducible samples.
+    Without ``seeds`` uses the global torch RNG: seed it (``torch.manual_seed``) for reproducible
+    samples. With ``seeds`` (one per prompt) each row's noise comes from its own seed, whatever
+    else is in the batch.
     With ``return_sampler_logprobs`` the log-probs the sampler drew each token with
     are kept (from ``generate(output_scores=True)``), for checking the learner.
     """
@@ -150,23 +181,33 @@ def sample(
     device = next(model.parameters()).device
     input_ids, attention_mask = left_pad(prompt_ids, pad_id, device)
     prompt_len = input_ids.shape[1]
+    seeded = None
+    if seeds is not None:
+        if len(seeds) != len(prompt_ids):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompt_ids)} prompts: give one seed per prompt")
+        from transformers import LogitsProcessorList
+
+        seeded = _SeededSampler(seeds, float(temperature), return_sampler_logprobs)
+        how = dict(do_sample=False)  # greedy over the processor's noisy scores: a draw per row
+        extra = {"logits_processor": LogitsProcessorList([seeded])}
+    else:
+        how = dict(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0)
+        extra = {}
     gen_cfg = GenerationConfig(
-        do_sample=True,
-        temperature=float(temperature),
-        top_k=0,
-        top_p=1.0,
+        **how,
         max_new_tokens=int(max_new_tokens),
         eos_token_id=eos,
         pad_token_id=pad_id,
         use_cache=True,
         return_dict_in_generate=True,
-        output_scores=return_sampler_logprobs,
+        output_scores=return_sampler_logprobs and seeded is None,
     )
     was_training = model.training
     model.eval()
     try:
         with _plain_generation_defaults(model):
-            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_cfg)
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_cfg,
+                                 **extra)
     finally:
         model.train(was_training)
     sequences = out.sequences
@@ -179,7 +220,8 @@ def sample(
         texts.append(tokenizer.decode(toks, skip_special_tokens=True))
     sampler_lp = None
     if return_sampler_logprobs and response_ids.shape[1] > 0:
-        scores = torch.stack(out.scores, dim=1).float()  # (B, N, V), already divided by the temperature
+        # (B, N, V), already divided by the temperature
+        scores = torch.stack(seeded.tempered if seeded is not None else out.scores, dim=1).float()
         sampler_lp = torch.log_softmax(scores, dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
         sampler_lp = sampler_lp * response_mask
     return Rollout(

@@ -55,6 +55,7 @@ from perlhf.runs import (
     Reporter,
     RunDir,
     check_finite,
+    episode_seed,
     iterate_steps,
     load_optimizer,
     load_trainer_state,
@@ -327,12 +328,20 @@ class LearnStats:
 
 
 def learn_from_rollout(models, rollout: Rollout, rewards: torch.Tensor, logp_anchor: torch.Tensor,
-                       cfg: RLConfig) -> LearnStats:
-    """Forward/backward over micro-batches (gradients accumulate; the caller steps the optimizer)."""
+                       cfg: RLConfig, *, num_tokens: float | None = None,
+                       batch_mean_reward: float | None = None) -> LearnStats:
+    """Forward/backward over micro-batches (gradients accumulate; the caller steps the optimizer).
+
+    ``num_tokens`` (the value loss's token count) and ``batch_mean_reward`` (the ``mean`` baseline)
+    default to this batch's; data parallelism passes the global ones (per process) so that averaging
+    the processes' gradients gives the gradient of the whole batch."""
     n = rollout.input_ids.shape[0]
     mask_all = rollout.response_mask
-    total_tokens = mask_all.sum().clamp(min=1)
-    seq_b = sequence_baseline(cfg.baseline, rewards, cfg.beta, cfg.samples_per_prompt)
+    total_tokens = mask_all.sum().clamp(min=1) if num_tokens is None else torch.tensor(float(num_tokens))
+    if cfg.baseline == "mean" and batch_mean_reward is not None:
+        seq_b = torch.full_like(rewards, (1.0 - cfg.beta) * batch_mean_reward)
+    else:
+        seq_b = sequence_baseline(cfg.baseline, rewards, cfg.beta, cfg.samples_per_prompt)
     p_loss = v_loss = 0.0
     kls, ents, zs, vs, masks = [], [], [], [], []
     for sl in _chunks(n, cfg.micro_batch_size):
@@ -408,6 +417,18 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
         offset += n
 
 
+def _global_normalisers(rollout: Rollout, rewards: torch.Tensor, cfg: RLConfig, accelerator) -> dict[str, float]:
+    """Over several processes: the mean over processes of the response-token count (the value loss is
+    a token mean: each process divides its sum by it, and the processes' gradients are averaged) and
+    the whole batch's mean reward (the ``mean`` baseline). Nothing to pass in one process."""
+    if accelerator.num_processes <= 1:
+        return {}
+    out = {"num_tokens": max(_reduce_mean(float(rollout.response_mask.sum()), accelerator), 1.0)}
+    if cfg.baseline == "mean":
+        out["batch_mean_reward"] = _reduce_mean(float(rewards.mean()), accelerator)
+    return out
+
+
 def _reduce_mean(value: float, accelerator) -> float:
     if accelerator.num_processes <= 1:
         return value
@@ -448,15 +469,19 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
                                       and int(r["step"]) <= start_step] if start_step and run is not None else [])
     for step, epoch, batch_idx in iterate_steps(len(prompts), cfg.prompts_per_step, cfg.seed, cfg.max_steps,
                                                 start_step):
-        torch.manual_seed(step_seed(cfg.seed, step) + 7919 * rank)
-        mine = [prompts[i] for i in batch_idx[rank::world]]
+        torch.manual_seed(step_seed(cfg.seed, step))
+        positions = range(rank, len(batch_idx), world)  # this process's prompts, by place in the global batch
+        mine = [prompts[batch_idx[j]] for j in positions]
         expanded = [p for p in mine for _ in range(cfg.samples_per_prompt)]  # samples of a prompt contiguous
+        # each episode's sampling noise from the step and its global index: 2 processes sample what 1 does
+        seeds = [episode_seed(cfg.seed, step, j * cfg.samples_per_prompt + k)
+                 for j in positions for k in range(cfg.samples_per_prompt)]
         mem = PeakMemory(accelerator.device).start()
         t_step = time.perf_counter()
         with timer.step(), accelerator.autocast():
             with timer.phase("sampling"), models.sampler() as policy:
                 rollout = sample(policy, tokenizer, [p.ids for p in expanded], max_new_tokens=cfg.max_new_tokens,
-                                 temperature=cfg.temperature, eos_token_ids=eos_token_ids)
+                                 temperature=cfg.temperature, eos_token_ids=eos_token_ids, seeds=seeds)
             with timer.phase("reward"):
                 rewards = reward_fn(expanded, rollout).to(accelerator.device, torch.float32)
             bad = [i for i, r in enumerate(rewards.tolist()) if not math.isfinite(r)]
@@ -465,7 +490,8 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
             with timer.phase("anchor"):
                 logp_anchor = anchor_logprobs(models, rollout, cfg.temperature, cfg.micro_batch_size)
             with timer.phase("learning"), _learning_mode(models, cfg.gradient_checkpointing):
-                stats = learn_from_rollout(models, rollout, rewards, logp_anchor, cfg)
+                stats = learn_from_rollout(models, rollout, rewards, logp_anchor, cfg,
+                                           **_global_normalisers(rollout, rewards, cfg, accelerator))
                 check_finite(step, policy_loss=stats.policy_loss, value_loss=stats.value_loss, kl=stats.kl)
                 _all_reduce_grads(params, accelerator)
                 norms = {}
