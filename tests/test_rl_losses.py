@@ -133,6 +133,7 @@ def test_rloo_and_mean_baselines():
     r = torch.tensor([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
     assert rloo_baseline(r, 3).tolist() == pytest.approx([2.5, 2.0, 1.5, 25.0, 20.0, 15.0])
     assert mean_baseline(r).tolist() == pytest.approx([11.0] * 6)
+    assert mean_baseline(r, 4.0).tolist() == [4.0] * 6  # the whole batch's mean, given (data parallelism)
     with pytest.raises(ValueError, match="samples-per-prompt"):
         rloo_baseline(r, 1)
     with pytest.raises(ValueError, match="multiple"):

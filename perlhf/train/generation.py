@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from perlhf.train.rl_losses import entropy_from_logits
 
@@ -185,8 +185,6 @@ def sample(
     if seeds is not None:
         if len(seeds) != len(prompt_ids):
             raise ValueError(f"{len(seeds)} seeds for {len(prompt_ids)} prompts: give one seed per prompt")
-        from transformers import LogitsProcessorList
-
         seeded = _SeededSampler(seeds, float(temperature), return_sampler_logprobs)
         how = dict(do_sample=False)  # greedy over the processor's noisy scores: a draw per row
         extra = {"logits_processor": LogitsProcessorList([seeded])}

@@ -290,12 +290,15 @@ class EnsembleReward:
 
 
 # -- one step's maths --------------------------------------------------------------------------------
-def sequence_baseline(kind: str, rewards: torch.Tensor, beta: float, group_size: int) -> torch.Tensor | None:
-    """Per-sequence baseline from the reward term ``(1 - beta) r`` (``None`` for ``value``)."""
+def sequence_baseline(kind: str, rewards: torch.Tensor, beta: float, group_size: int,
+                      batch_mean_reward: float | None = None) -> torch.Tensor | None:
+    """Per-sequence baseline from the reward term ``(1 - beta) r`` (``None`` for ``value``);
+    ``batch_mean_reward`` is the whole batch's mean reward for ``mean`` (default: this batch's)."""
     if kind == "rloo":
         return rloo_baseline((1.0 - beta) * rewards, group_size)
     if kind == "mean":
-        return mean_baseline((1.0 - beta) * rewards)
+        return mean_baseline((1.0 - beta) * rewards,
+                             None if batch_mean_reward is None else (1.0 - beta) * batch_mean_reward)
     return None
 
 
@@ -337,11 +340,9 @@ def learn_from_rollout(models, rollout: Rollout, rewards: torch.Tensor, logp_anc
     the processes' gradients gives the gradient of the whole batch."""
     n = rollout.input_ids.shape[0]
     mask_all = rollout.response_mask
-    total_tokens = mask_all.sum().clamp(min=1) if num_tokens is None else torch.tensor(float(num_tokens))
-    if cfg.baseline == "mean" and batch_mean_reward is not None:
-        seq_b = torch.full_like(rewards, (1.0 - cfg.beta) * batch_mean_reward)
-    else:
-        seq_b = sequence_baseline(cfg.baseline, rewards, cfg.beta, cfg.samples_per_prompt)
+    total_tokens = mask_all.sum().clamp(min=1)
+    value_tokens = total_tokens if num_tokens is None else num_tokens
+    seq_b = sequence_baseline(cfg.baseline, rewards, cfg.beta, cfg.samples_per_prompt, batch_mean_reward)
     p_loss = v_loss = 0.0
     kls, ents, zs, vs, masks = [], [], [], [], []
     for sl in _chunks(n, cfg.micro_batch_size):
@@ -356,7 +357,7 @@ def learn_from_rollout(models, rollout: Rollout, rewards: torch.Tensor, logp_anc
         if cfg.baseline == "value":
             values = value_positions(models.values(mb.input_ids, mb.attention_mask), mb.prompt_len,
                                      mask.shape[1]).float()
-            vl = value_loss(values, returns, mask, num_tokens=total_tokens)
+            vl = value_loss(values, returns, mask, num_tokens=value_tokens)
             pl = policy_loss(logp, returns, values, mask, num_sequences=n)
             loss = loss + vl
             v_loss += float(vl.detach())
@@ -418,15 +419,17 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
 
 
 def _global_normalisers(rollout: Rollout, rewards: torch.Tensor, cfg: RLConfig, accelerator) -> dict[str, float]:
-    """Over several processes: the mean over processes of the response-token count (the value loss is
-    a token mean: each process divides its sum by it, and the processes' gradients are averaged) and
-    the whole batch's mean reward (the ``mean`` baseline). Nothing to pass in one process."""
+    """Over several processes, what the baseline needs from the whole batch: for ``value``, the mean over
+    processes of the response-token count (the value loss is a token mean: each process divides its sum
+    by it, and the processes' gradients are averaged); for ``mean``, the whole batch's mean reward.
+    Nothing for ``rloo`` (a prompt's samples are on one process) or in one process."""
     if accelerator.num_processes <= 1:
         return {}
-    out = {"num_tokens": max(_reduce_mean(float(rollout.response_mask.sum()), accelerator), 1.0)}
+    if cfg.baseline == "value":
+        return {"num_tokens": max(_reduce_mean(float(rollout.response_mask.sum()), accelerator), 1.0)}
     if cfg.baseline == "mean":
-        out["batch_mean_reward"] = _reduce_mean(float(rewards.mean()), accelerator)
-    return out
+        return {"batch_mean_reward": _reduce_mean(float(rewards.mean()), accelerator)}
+    return {}
 
 
 def _reduce_mean(value: float, accelerator) -> float:

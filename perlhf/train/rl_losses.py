@@ -187,6 +187,9 @@ def rloo_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return others.reshape(-1)
 
 
-def mean_baseline(rewards: torch.Tensor) -> torch.Tensor:
-    """The batch mean as every sample's baseline (``(B,)``)."""
+def mean_baseline(rewards: torch.Tensor, mean: float | None = None) -> torch.Tensor:
+    """The batch mean as every sample's baseline (``(B,)``); ``mean`` replaces this batch's own
+    (data parallelism: the whole batch's, over every process)."""
+    if mean is not None:
+        return torch.full_like(rewards, float(mean))
     return rewards.mean().expand_as(rewards).clone()
