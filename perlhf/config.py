@@ -98,12 +98,29 @@ def _converter(tp: Any, optional: bool):
     return convert
 
 
+def option_heading(cls: type, name: str) -> str | None:
+    """The ``--help`` heading of option ``name`` of ``cls``: the ``GROUP`` of the option group that declares
+    it (a class setting ``GROUP`` in its own body, :mod:`perlhf.train.options`), or None for the stage's own
+    options. A stage that redeclares a group option to change its default leaves it in the group."""
+    for c in reversed(cls.__mro__):
+        if "GROUP" in vars(c) and name in vars(c).get("__annotations__", {}):
+            return vars(c)["GROUP"]
+    return None
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one ``--option`` per dataclass field. Defaults are left as None so that
     the YAML file can fill what the command line did not set."""
     hints = _type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} options (also settable in the --config YAML file)")
+    own = cls.__doc__.splitlines()[0].rstrip(".").replace("``", "") if cls.__doc__ else f"{cls.__name__} options"
+    headings = {None: own}
     for f in dataclasses.fields(cls):
+        headings.setdefault(option_heading(cls, f.name), None)
+    groups = {h: parser.add_argument_group(f"{own if h is None else h + ' options'} (also settable in the "
+                                           "--config YAML file)") for h in headings}
+    fields = sorted(dataclasses.fields(cls), key=lambda f: list(headings).index(option_heading(cls, f.name)))
+    for f in fields:  # the stage's own options first, then each group's, as --help shows them
+        group = groups[option_heading(cls, f.name)]
         tp, optional = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]

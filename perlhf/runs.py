@@ -24,7 +24,7 @@ import math
 import os
 import random
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,28 +306,36 @@ def check_batch_fits(n_examples: int, batch_size: int) -> None:
         )
 
 
-def iterate_steps(n_examples: int, batch_size: int, seed: int, max_steps: int,
-                  start_step: int = 0) -> Iterator[tuple[int, int, list[int]]]:
-    """Yield ``(step, epoch, batch_indices)`` for steps ``start_step+1 .. max_steps``.
+def steps_over_epochs(epoch_batches: Callable[[int], Sequence[list[int]]], max_steps: int,
+                      start_step: int = 0) -> Iterator[tuple[int, int, list[int]]]:
+    """The one step schedule of every stage: ``(step, epoch, batch)`` for steps ``start_step+1 .. max_steps``
+    (1-based), walking ``epoch_batches(0)``, ``epoch_batches(1)``... until ``max_steps``.
 
-    The schedule depends only on (n_examples, batch_size, seed), so resuming at
-    ``start_step`` yields exactly the batches the uninterrupted run would have seen.
+    ``epoch_batches(epoch)`` must depend only on the epoch (and fixed data and seed), so resuming at
+    ``start_step`` yields exactly the batches the uninterrupted run would have seen. An epoch with no
+    batch ends the schedule.
     """
-    check_batch_fits(n_examples, batch_size)
-    per_epoch = n_examples // batch_size
-    step = 0
-    epoch = 0
+    step, epoch = 0, 0
     while step < max_steps:
-        order = epoch_permutation(n_examples, seed, epoch)
-        for batch in batches_from(order, batch_size):
+        batches = epoch_batches(epoch)
+        if not batches:
+            return
+        for batch in batches:
             step += 1
             if step > max_steps:
                 return
             if step > start_step:
                 yield step, epoch, batch
         epoch += 1
-        if per_epoch == 0:
-            return
+
+
+def iterate_steps(n_examples: int, batch_size: int, seed: int, max_steps: int,
+                  start_step: int = 0) -> Iterator[tuple[int, int, list[int]]]:
+    """:func:`steps_over_epochs` over seeded random batches (a fresh permutation each epoch, the last
+    incomplete batch dropped). Refuses at once a batch larger than the data."""
+    check_batch_fits(n_examples, batch_size)
+    return steps_over_epochs(lambda epoch: batches_from(epoch_permutation(n_examples, seed, epoch), batch_size),
+                             max_steps, start_step)
 
 
 # Options that may change between a run and its --resume without changing what is computed.

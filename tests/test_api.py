@@ -52,9 +52,21 @@ def test_sft_then_rl_from_python(tiny_env, tmp_path):
                            max_prompt_tokens=32, max_response_tokens=8, merge=True)
     assert sft.final_dir == tmp_path / "sft" / "merged"
     rl = perlhf.train_rl(policy=sft.final_dir, reward_model=rm, task="jsonl", path=str(tiny_env / "pairs.jsonl"),
-                         output_dir=tmp_path / "rl", max_steps=1, prompts_per_step=2, samples_per_prompt=2,
-                         max_new_tokens=4, max_prompt_tokens=32, sample_every=0)
-    assert rl.summary["steps"] == 1 and (rl.final_dir / "policy").is_dir()
+                         output_dir=tmp_path / "rl", max_steps=2, prompts_per_step=2, samples_per_prompt=2,
+                         max_new_tokens=4, max_prompt_tokens=32, sample_every=0,
+                         warmup_steps=2, merge=True)
+    assert rl.summary["steps"] == 2 and (rl.final_dir / "policy").is_dir()
+    # the same layout as sft: <run>/final (the trained adapters), <run>/merged (a plain model)
+    assert rl.summary["merged_dir"] == str(tmp_path / "rl" / "merged")
+    from transformers import AutoModelForCausalLM
+
+    from perlhf.train.rl import check_policy_folder
+
+    AutoModelForCausalLM.from_pretrained(tmp_path / "rl" / "merged")
+    check_policy_folder(str(tmp_path / "rl" / "merged"))  # a valid start for another RL run
+    # --warmup-steps 2: the policy rate ramps up to the lora default (1e-3) over two steps
+    rows = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows if r.get("split") == "train"] == pytest.approx([5e-4, 1e-3])
 
 
 def test_bad_options_and_data_are_one_clear_error(tiny_env, tmp_path):

@@ -15,7 +15,7 @@ LAYERS = [
     ("data", ["perlhf.data"]),
     ("models", ["perlhf.models"]),
     ("algorithms", ["perlhf.train", "perlhf.train.losses", "perlhf.train.rl_losses", "perlhf.train.generation",
-                    "perlhf.train.batching", "perlhf.train.metrics", "perlhf.train.scoring"]),
+                    "perlhf.train.batching", "perlhf.train.options", "perlhf.train.optim", "perlhf.train.metrics", "perlhf.train.scoring"]),
     ("recipes", ["perlhf.train.reward", "perlhf.train.reward_ensemble", "perlhf.train.sft", "perlhf.train.rl"]),
     ("eval", ["perlhf.eval", "perlhf.eval.judge"]),
     ("apps", ["perlhf", "perlhf.api", "perlhf.cli", "perlhf.__main__", "perlhf.compare", "perlhf.compare_cli", "perlhf.demo",

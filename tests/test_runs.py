@@ -111,3 +111,27 @@ def test_no_tmp_left_in_rundir(tmp_path):
     run.write_summary({"b": float("inf")})
     names = sorted(os.listdir(run.path))
     assert names == ["config.yaml", "summary.json"]
+
+
+def test_steps_over_epochs_is_the_one_schedule():
+    from perlhf.runs import steps_over_epochs
+
+    def epochs(e):
+        return [[10 * e + 0], [10 * e + 1]]
+
+    assert list(steps_over_epochs(epochs, 5)) == [(1, 0, [0]), (2, 0, [1]), (3, 1, [10]), (4, 1, [11]), (5, 2, [20])]
+    assert list(steps_over_epochs(epochs, 5, start_step=3)) == [(4, 1, [11]), (5, 2, [20])]
+    assert list(steps_over_epochs(lambda e: [], 5)) == []  # no batch: no step, no endless loop
+
+
+def test_bucketed_step_schedule_resumes_identically_and_refuses_a_batch_larger_than_the_data():
+    from perlhf.train.batching import step_schedule
+
+    lengths = [(i * 37) % 50 + 1 for i in range(40)]
+    full = list(step_schedule(lengths, 4, seed=3, max_steps=25, window_batches=2))
+    assert [s for s, _, _ in full] == list(range(1, 26)) and full[-1][1] == 2  # 10 batches an epoch
+    assert list(step_schedule(lengths, 4, seed=3, max_steps=25, start_step=12, window_batches=2)) == full[12:]
+    assert all(len(batch) == 4 for _, _, batch in full)
+    assert sorted(i for _, _, b in full[:10] for i in b) == list(range(40))  # an epoch sees each example once
+    with pytest.raises(UserError, match="only 3 training examples for a batch of 4"):
+        step_schedule([1, 2, 3], 4, seed=0, max_steps=1)  # at once, before any step

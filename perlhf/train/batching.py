@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from perlhf.errors import UserError
-from perlhf.runs import epoch_permutation
+from perlhf.runs import check_batch_fits, epoch_permutation, steps_over_epochs
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
@@ -42,19 +42,11 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: 
 
 def step_schedule(lengths: Sequence[int], batch_size: int, seed: int, max_steps: int,
                   start_step: int = 0, window_batches: int = 32) -> Iterator[tuple[int, int, list[int]]]:
-    """Yield ``(step, epoch, batch)`` for steps ``start_step + 1 .. max_steps`` (1-based)."""
-    if len(lengths) < batch_size:
-        raise UserError(f"only {len(lengths)} training examples for a batch of {batch_size}: "
-                        "lower --batch-size or use more data")
-    step, epoch = 0, 0
-    while step < max_steps:
-        for batch in bucketed_batches(lengths, batch_size, seed, epoch, window_batches):
-            step += 1
-            if step > max_steps:
-                return
-            if step > start_step:
-                yield step, epoch, batch
-        epoch += 1
+    """:func:`perlhf.runs.steps_over_epochs` over length-bucketed batches (:func:`bucketed_batches`).
+    Refuses at once a batch larger than the data."""
+    check_batch_fits(len(lengths), batch_size)
+    return steps_over_epochs(lambda epoch: bucketed_batches(lengths, batch_size, seed, epoch, window_batches),
+                             max_steps, start_step)
 
 
 def split_micro_batches(batch: Sequence[int], lengths: Sequence[int], n_micro: int) -> list[list[int]]:

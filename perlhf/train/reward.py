@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from perlhf.config import config_to_dict, mixed_precision_option, option, progress_option, report_to_option
+from perlhf.config import config_to_dict, option
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.models.ensemble import ENSEMBLE_DATA
@@ -64,68 +64,46 @@ from perlhf.train.batching import (
 )
 from perlhf.train.losses import reward_loss
 from perlhf.train.metrics import length_baselines, margin_over_baseline, reward_metrics, selection_metric
+from perlhf.train.optim import adamw_with_warmup
+from perlhf.train.options import (
+    DTYPES,
+    MODES,
+    BatchOptions,
+    LoraDropoutGroup,
+    TrainingOptions,
+    check_positive,
+)
 
 log = logging.getLogger(__name__)
 
-# --learning-rate when not given: LoRA 1e-3 (all-linear) and full 5e-5, the rates of the sentiment reward
-# models (test AUC 0.851 LoRA, 0.879 full, 40 steps x 16). On Coffee (benchmarks/COFFEE_RM_RESULTS.md, one
-# seed) validation preferred LoRA 3e-4 to 1e-3 by less than one standard error: not yet a reason to change.
-# The paper's 1e-4 was tuned for 5k steps of 128; short runs want more.
-DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 TRAINABLE_FILE = "trainable.safetensors"
 
 
 @dataclass
-class RewardConfig:
-    """Options of ``perlhf rm train``."""
+class RewardConfig(BatchOptions, LoraDropoutGroup, TrainingOptions):
+    """Options of perlhf rm train."""
 
-    task: str = option("taskmaster-coffee", "task to train on: pairs (hh-harmless, shp, tldr, jsonl) or "
-                       "thumbs-up/down ratings (taskmaster-coffee, taskmaster-ticketing, jsonl); the loss follows")
-    data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
-    path: str | None = option(None, "data file for --task jsonl ({prompt, chosen, rejected} or {prompt, response, label})")
+    # --learning-rate when not given: LoRA 1e-3 (all-linear) and full 5e-5, the rates of the sentiment reward
+    # models (test AUC 0.851 LoRA, 0.879 full, 40 steps x 16). On Coffee (benchmarks/COFFEE_RM_RESULTS.md)
+    # validation preferred LoRA 3e-4 to 1e-3 by less than one standard error: not yet a reason to change.
+    # The paper's 1e-4 was tuned for 5k steps of 128; short runs want more.
+    DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}  # noqa: RUF012
+
+    # the stage's own options
     model: str = option("smollm2-135m", "backbone: an offline name (smollm2-135m), a local folder or a hub id; "
                         "causal LMs and encoders both work")
-    mode: str = option("lora", "lora: train LoRA adapters + the head on a frozen backbone; full: train every weight",
-                       choices=["lora", "full"])
-    lora_rank: int = option(8, "LoRA rank r (> 0)")
-    lora_alpha: float | None = option(None, "LoRA alpha (scaling alpha/r); default 2 x rank")
-    lora_dropout: float = option(0.0, "dropout on the LoRA input, in [0, 1)")
     head_bias: bool = option(True, "give the scalar head a bias (pairwise models never move it; false makes a "
                              "rating model export exactly to AutoModelForSequenceClassification: `perlhf rm export`)")
-    lora_targets: str = option("all-linear", "modules that get adapters: all-linear (every linear layer of the "
-                               "blocks, MLP included; the default), attention (q, k, v, o projections; the "
-                               "paper's choice), or a comma-separated list of module names")
-    learning_rate: float | None = option(None, "AdamW learning rate; default 1e-3 for lora, 5e-5 for full "
-                                         "(LoRA wants 10-20x the full-tuning rate in short runs)")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    warmup_steps: int = option(0, "linear learning-rate warm-up steps, then constant")
-    max_grad_norm: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
-    batch_size: int = option(16, "examples (pairs or rated responses) per optimizer step, over all processes")
-    grad_accum: int = option(1, "micro-batches per process per optimizer step (gradient accumulation)")
     micro_batch_tokens: int | None = option(None, "cap on the padded tokens of one forward pass (rows x width; a "
                                             "pair is 2 rows): wider micro-batches are cut into several passes "
                                             "whose gradients add up to the same step, so peak activation memory "
                                             "follows this cap, not the widest batch")
     eval_batch_size: int = option(16, "examples per evaluation forward pass (per process)")
-    max_steps: int = option(200, "optimizer steps to train")
     eval_every: int = option(50, "validate, keep the best weights and checkpoint every N steps (and at the end)")
-    save_every: int = option(0, "also checkpoint every N steps between validations (0: only when validating)")
-    keep_checkpoints: int = option(2, "complete checkpoints kept")
     bucket_window: int = option(32, "length bucketing: sort examples within windows of this many batches "
                                 "(1: no bucketing across batches)")
-    max_prompt_tokens: int = option(384, "prompt token budget; longer prompts lose their oldest turns")
-    max_response_tokens: int = option(128, "response token budget; longer responses are cut")
-    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory, slower)")
-    max_train_examples: int | None = option(None, "train on a seeded random subset of this many examples")
     train_shard: str = option("all", "train on shard I/K of the training conversations (e.g. 1/2), disjoint "
                               "from the other shards by conversation: train an independent judge on 2/2")
-    max_eval_examples: int | None = option(None, "evaluate on a seeded random subset of this many examples "
-                                           "per split (validation, test)")
-    dtype: str = option("float32", "backbone weight dtype (the head stays float32)",
-                        choices=["float32", "bfloat16", "float16"])
-    mixed_precision: str = mixed_precision_option()
-    trust_remote_code: bool = option(False, "allow code from the model repository to run")
-    seed: int = option(0, "seed for the head, the data order, the subsets and dropout")
     ensemble: int = option(1, "train K LoRA reward models on one frozen backbone in one run (members differ by "
                            "seed and by --ensemble-data); final/ holds the K members, the ensemble scores their "
                            "mean, and RL can penalise their disagreement (perlhf rl --ensemble-reward)")
@@ -133,56 +111,37 @@ class RewardConfig:
                                 "replacement of the training examples; shards: disjoint 1/K shards by "
                                 "conversation; all: every example (members differ only by seed)",
                                 choices=list(ENSEMBLE_DATA))
-    output_dir: str = option("runs/rm", "run directory (config, metrics.jsonl, checkpoints, final/, summary.json)")
-    overwrite: bool = option(False, "replace an existing run directory")
-    resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
-    report_to: str = report_to_option()
     eval_untrained: bool = option(True, "score the test split before training (the untrained baseline)")
-    progress: bool = progress_option()
+
+    # group options with this stage's default or help
+    task: str = option("taskmaster-coffee", "task to train on: pairs (hh-harmless, shp, tldr, jsonl) or "
+                       "thumbs-up/down ratings (taskmaster-coffee, taskmaster-ticketing, jsonl); the loss follows")
+    path: str | None = option(None, "data file for --task jsonl ({prompt, chosen, rejected} or {prompt, response, label})")
+    dtype: str = option("float32", "backbone weight dtype (the head stays float32)", choices=DTYPES)
+    mode: str = option("lora", "lora: train LoRA adapters + the head on a frozen backbone; full: train every weight",
+                       choices=MODES)
+    learning_rate: float | None = option(None, "AdamW learning rate; default 1e-3 for lora, 5e-5 for full "
+                                         "(LoRA wants 10-20x the full-tuning rate in short runs)")
+    batch_size: int = option(16, "examples (pairs or rated responses) per optimizer step, over all processes")
+    output_dir: str = option("runs/rm", "run directory (config, metrics.jsonl, checkpoints, final/, summary.json)")
+    save_every: int = option(0, "also checkpoint every N steps between validations (0: only when validating)")
+    seed: int = option(0, "seed for the head, the data order, the subsets and dropout")
 
     def validate(self) -> None:
+        from perlhf.data.splits import parse_shard
         from perlhf.models.loading import portable_name
 
         self.model = portable_name(self.model)
-        if self.mode not in ("lora", "full"):
-            raise UserError(f"--mode {self.mode!r}: choose lora or full")
-        if self.mode == "lora":
-            self.lora_options().validate()
+        super().validate()
+        self.validate_batches()
+        check_positive(self, "eval_batch_size", "eval_every", "bucket_window")
+        check_positive(self, "micro_batch_tokens", optional=True)
         if self.ensemble < 1:
             raise UserError(f"--ensemble must be at least 1 (1: one reward model), got {self.ensemble}")
         if self.ensemble > 1 and self.mode != "lora":
             raise UserError(f"--ensemble {self.ensemble} needs --mode lora: the members share one frozen backbone "
                             "(K fully tuned models would be K backbones; train them as separate runs)")
-        if self.ensemble_data not in ENSEMBLE_DATA:
-            raise UserError(f"--ensemble-data {self.ensemble_data!r}: choose {', '.join(ENSEMBLE_DATA)}")
-        for name in ("batch_size", "grad_accum", "eval_batch_size", "max_steps", "eval_every",
-                     "max_prompt_tokens", "max_response_tokens", "bucket_window", "keep_checkpoints"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.save_every < 0:
-            raise UserError(f"--save-every must be >= 0 (0: only when validating), got {self.save_every}")
-        for name in ("max_train_examples", "max_eval_examples", "micro_batch_tokens"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        from perlhf.data.splits import parse_shard
-
         parse_shard(self.train_shard)
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.warmup_steps < 0 or self.max_grad_norm < 0:
-            raise UserError("--warmup-steps and --max-grad-norm must be >= 0")
-
-    @property
-    def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.mode]
-
-    def lora_options(self):
-        from perlhf.models.lora import LoraOptions
-
-        return LoraOptions(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                           targets=self.lora_targets)
-
 
 # --------------------------------------------------------------------------- data
 @dataclass
@@ -503,10 +462,8 @@ def train_reward_model(cfg: RewardConfig, *, task: Any | None = None, backbone: 
         model, backbone_kind = build_reward_model(cfg)
     fingerprint = base_fingerprint(model)
     trainable_params, total_params = count_parameters(model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    optimizer, scheduler = adamw_with_warmup([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                             weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps)
 
     state: dict[str, Any] = {"step": 0, "best_step": None, "best_metric": None, "untrained": None}
     if run.resumed_from is not None:

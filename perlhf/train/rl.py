@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 import torch
 
-from perlhf.config import config_to_dict, mixed_precision_option, option, progress_option, report_to_option
+from perlhf.config import config_to_dict, option
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.io import atomic_directory, dumps_json
@@ -70,6 +70,8 @@ from perlhf.runs import (
     step_seed,
 )
 from perlhf.train.generation import Rollout, sample, sequence_logprobs
+from perlhf.train.optim import adamw_with_warmup
+from perlhf.train.options import MODES, TrainingOptions, check_non_negative, check_positive
 from perlhf.train.rl_losses import (
     KL_ESTIMATORS,
     explained_variance,
@@ -85,17 +87,19 @@ from perlhf.train.rl_losses import (
 log = logging.getLogger(__name__)
 
 PHASES = ("sampling", "reward", "anchor", "learning")
-# Policy (and value) learning rates when --learning-rate is not given: the best of each mode on the
-# sentiment validation sweep (20 steps x 16 episodes; benchmarks/SENTIMENT_RESULTS.md), a LoRA/full
-# ratio of 20x as "LoRA Without Regret" finds for short runs.
-DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 SAMPLES_FILE = "samples.jsonl"
 
 
 @dataclass
-class RLConfig:
-    """Options of ``perlhf rl``."""
+class RLConfig(TrainingOptions):
+    """Options of perlhf rl."""
 
+    # Policy (and value) learning rates when --learning-rate is not given: the best of each mode on the
+    # sentiment validation sweep (20 steps x 16 episodes; benchmarks/SENTIMENT_RESULTS.md), a LoRA/full
+    # ratio of 20x as "LoRA Without Regret" finds for short runs.
+    DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}  # noqa: RUF012
+
+    # the stage's own options
     policy: str | None = option(None, "the starting policy and KL anchor: the merged SFT model folder "
                                 "(`perlhf sft --merge` writes <run>/merged), or any causal LM")
     reward_model: str | None = option(None, "a `perlhf rm` output folder (final/, best/ or a merge), or a "
@@ -110,12 +114,6 @@ class RLConfig:
                                   "exploits one of them); min: the most pessimistic member",
                                   choices=list(AGGREGATES))
     ensemble_penalty: float = option(1.0, "the weight k of --ensemble-reward mean-minus-std (>= 0)")
-    task: str = option("taskmaster-coffee", "task whose training-split contexts are the RL prompts")
-    data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
-    path: str | None = option(None, "data file for --task jsonl (pairs or ratings): the prompts of its records are used")
-    output_dir: str = option("runs/rl", "run directory (config, metrics.jsonl, samples.jsonl, checkpoints, final)")
-    mode: str = option("lora", "lora: policy and value are LoRA adapters on one frozen backbone; "
-                       "full: separate policy, value, anchor and reward models", choices=["lora", "full"])
     baseline: str = option("rloo", "rloo: leave-one-out mean of the other samples of the prompt (the default: "
                            "ahead of the value model at 16 episodes per step on the sentiment sweep, and cheaper); "
                            "value: learned value model (the paper); mean: batch mean reward",
@@ -130,71 +128,55 @@ class RLConfig:
     prompts_per_step: int = option(4, "prompts per optimizer step (all processes together); episodes per step = "
                                    "this x --samples-per-prompt (16 by default; the paper used 128)")
     micro_batch_size: int = option(8, "episodes per forward/backward pass in the anchor and learning phases")
-    learning_rate: float | None = option(None, "policy learning rate (default: 1e-3 for lora, 5e-5 for full: the "
-                                           "best of each mode on the sentiment validation sweep, "
-                                           "benchmarks/SENTIMENT_RESULTS.md; the paper used 1e-4 for 5k steps)")
     value_learning_rate: float | None = option(None, "value learning rate (default: the policy's default)")
-    max_grad_norm: float = option(1.0, "gradient clipping norm, per model (0: off)")
-    max_steps: int = option(100, "optimizer steps")
     max_prompts: int | None = option(None, "use at most this many training prompts (a fixed random subset)")
-    lora_rank: int = option(8, "LoRA rank of the policy and value adapters")
-    lora_alpha: float | None = option(None, "LoRA alpha (default: 2 x rank)")
-    lora_targets: str = option("all-linear", "LoRA targets: all-linear (every linear layer of the blocks, MLP "
-                               "included; the default, ahead of attention-only on the sentiment sweep), attention "
-                               "(q, k, v, o: the paper's setting) or module names")
-    dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
-    mixed_precision: str = mixed_precision_option()
-    gradient_checkpointing: bool = option(False, "learning phase: recompute activations in the backward pass "
-                                          "(less memory, about a third more learning time)")
     fold_adapters: bool = option(True, "lora: sampling, shared-reward scoring and the anchor run on plain layers, the "
                                  "adapter folded into scratch copies of the adapted weights (faster; costs one copy "
                                  "of those weights meanwhile). false: through peft's adapter path")
     log_every: int = option(1, "log metrics every N steps")
     sample_every: int = option(10, "write a few (prompt, response, reward) to samples.jsonl every N steps (0: off)")
     num_samples_logged: int = option(2, "how many samples to write each time")
+    merge: bool = option(False, "also write <output-dir>/merged: the trained policy as a plain model (lora: the "
+                         "adapter merged in), the start of another RL run or of `perlhf eval`")
+
+    # group options with this stage's default or help
+    task: str = option("taskmaster-coffee", "task whose training-split contexts are the RL prompts")
+    path: str | None = option(None, "data file for --task jsonl (pairs or ratings): the prompts of its records are used")
+    mode: str = option("lora", "lora: policy and value are LoRA adapters on one frozen backbone; "
+                       "full: separate policy, value, anchor and reward models", choices=MODES)
+    lora_rank: int = option(8, "LoRA rank of the policy and value adapters")
+    learning_rate: float | None = option(None, "policy learning rate (default: 1e-3 for lora, 5e-5 for full: the "
+                                           "best of each mode on the sentiment validation sweep, "
+                                           "benchmarks/SENTIMENT_RESULTS.md; the paper used 1e-4 for 5k steps)")
+    max_grad_norm: float = option(1.0, "gradient clipping norm, per model (0: off)")
+    max_steps: int = option(100, "optimizer steps")
+    gradient_checkpointing: bool = option(False, "learning phase: recompute activations in the backward pass "
+                                          "(less memory, about a third more learning time)")
+    output_dir: str = option("runs/rl", "run directory (config, metrics.jsonl, samples.jsonl, checkpoints, final)")
     save_every: int = option(25, "write a checkpoint every N steps (0: only at the end)")
-    keep_checkpoints: int = option(2, "complete checkpoints kept")
-    merge: bool = option(False, "lora: also write final/policy-merged, the policy adapter merged into a plain model")
     seed: int = option(0, "random seed (prompt order, sampling)")
-    overwrite: bool = option(False, "replace an existing run directory")
-    resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
-    report_to: str = report_to_option()
-    progress: bool = progress_option()
 
     def validate(self) -> None:
         from perlhf.models.loading import portable_name
 
         self.policy, self.reward_model = portable_name(self.policy), portable_name(self.reward_model)
+        super().validate()
         if not 0.0 <= self.beta <= 1.0:
             raise UserError(f"--beta must be in [0, 1], got {self.beta}")
         if self.temperature <= 0:
             raise UserError(f"--temperature must be > 0, got {self.temperature}")
-        for name in ("max_new_tokens", "max_prompt_tokens", "samples_per_prompt", "prompts_per_step",
-                     "micro_batch_size", "max_steps"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.ensemble_penalty < 0:
-            raise UserError(f"--ensemble-penalty must be >= 0, got {self.ensemble_penalty}")
-        if self.ensemble_reward not in AGGREGATES:
-            raise UserError(f"--ensemble-reward {self.ensemble_reward!r}: choose {', '.join(AGGREGATES)}")
+        check_positive(self, "max_new_tokens", "max_prompt_tokens", "samples_per_prompt", "prompts_per_step",
+                       "micro_batch_size", "log_every")
+        check_positive(self, "value_learning_rate", "max_prompts", optional=True)
+        check_non_negative(self, "ensemble_penalty", "sample_every", "num_samples_logged")
         if self.baseline == "rloo" and self.samples_per_prompt < 2:
             raise UserError("--baseline rloo needs --samples-per-prompt 2 or more")
-        for name in ("learning_rate", "value_learning_rate"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
-
-    @property
-    def policy_lr(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return DEFAULT_LR[self.mode]
 
     @property
     def value_lr(self) -> float:
         if self.value_learning_rate is not None:
             return self.value_learning_rate
-        return DEFAULT_LR[self.mode]
+        return self.DEFAULT_LR[self.mode]
 
     @property
     def episodes_per_step(self) -> int:
@@ -394,12 +376,13 @@ def _pad_to(t: torch.Tensor, width: int) -> torch.Tensor:
 
 
 # -- the loop ----------------------------------------------------------------------------------------------
-def make_optimizer(models, cfg: RLConfig) -> torch.optim.Optimizer:
+def make_optimizer(models, cfg: RLConfig):
+    """``(AdamW, warm-up schedule)`` over the policy (and value) parameters, each group at its own rate."""
     groups = models.parameter_groups()
-    param_groups = [{"params": groups[POLICY], "lr": cfg.policy_lr, "name": POLICY}]
+    param_groups = [{"params": groups[POLICY], "lr": cfg.lr, "name": POLICY}]
     if VALUE in groups:
         param_groups.append({"params": groups[VALUE], "lr": cfg.value_lr, "name": VALUE})
-    return torch.optim.AdamW(param_groups, weight_decay=0.0)
+    return adamw_with_warmup(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps)
 
 
 def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
@@ -451,13 +434,13 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
         raise UserError(f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of the {world} processes")
     models.to(accelerator.device)
     models.eval()  # no dropout: the learner's distribution is the sampler's
-    optimizer = make_optimizer(models, cfg)
+    optimizer, scheduler = make_optimizer(models, cfg)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     start_step = 0
     if run is not None and run.resumed_from is not None:
         state = load_trainer_state(run.resumed_from)
         models.load(run.resumed_from)
-        load_optimizer(run.resumed_from, optimizer)
+        load_optimizer(run.resumed_from, optimizer, scheduler)
         start_step = int(state["step"])
         if accelerator.is_main_process:
             run.truncate_metrics_after(start_step, SAMPLES_FILE)
@@ -505,6 +488,8 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
                 crash_point("step", step)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                lr_used = optimizer.param_groups[0]["lr"]
+                scheduler.step()
         mem.stop()
         phase_times = {name: sum(r.seconds for r in timer.records if r.step == timer.num_steps - 1 and r.name == name)
                        for name in PHASES}
@@ -529,6 +514,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
             "empty_generations": rollout.num_empty,
             "truncated_prompts": sum(p.truncated for p in mine),
             "episodes": len(expanded) * world,
+            "lr": lr_used,
             **{f"grad_norm_{k}": v for k, v in norms.items()},
             **{f"time_{k}": v for k, v in phase_times.items()},
             "time_step": time.perf_counter() - t_step,
@@ -552,7 +538,7 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
                                             or step == cfg.max_steps):
             with run.checkpoint_writer(step) as tmp:
                 models.save(tmp)
-                save_optimizer(tmp, optimizer)
+                save_optimizer(tmp, optimizer, scheduler)
                 save_trainer_state(tmp, {"step": step, "epoch": epoch, "stage": "rl", "mode": cfg.mode})
             run.prune_checkpoints(cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
@@ -637,7 +623,7 @@ def check_policy_folder(name: str) -> None:
                         "written by `perlhf sft --merge`")
     if (path / "policy").is_dir() and (path / "perlhf_rl.json").is_file():
         raise UserError(f"--policy {name}: this is an RL output; to continue that run use --resume, to start "
-                        "from it pass its policy-merged/ folder")
+                        "from it pass its merged/ folder (`perlhf rl --merge`)")
 
 
 def check_reward_model_arg(name: str | None) -> None:
@@ -718,7 +704,8 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
                 return TextReward(backbone.reward_model, placement="shared", description=str(path), **kw)
             log.warning("reward adapter %s was trained on other base weights (%s) than the policy backbone: "
                         "loading it as a separate model", path, info.base_model)
-        model, info = load_reward_model(path, dtype=dtype, option="--reward-model")
+        model, info = load_reward_model(path, dtype=dtype, option="--reward-model",
+                                        trust_remote_code=cfg.trust_remote_code)
         if info.mode == "lora":
             model.backbone = model.backbone.merge_and_unload()
         model.requires_grad_(False).eval().to(device)
@@ -767,7 +754,7 @@ def _ensemble_reward(cfg: RLConfig, path: Path, backbone: SharedBackbone | None,
         if backbone is not None:
             log.warning("reward ensemble %s was trained on other base weights (%s) than the policy backbone: "
                         "loading it on its own base", path, info.base_model)
-        model, _ = load_ensemble(path, dtype=dtype, option="--reward-model")
+        model, _ = load_ensemble(path, dtype=dtype, option="--reward-model", trust_remote_code=cfg.trust_remote_code)
         model.to(device)
         members = [TextReward(_ensemble_member(model, k), placement="separate", description=str(path / name), **kw)
                    for k, name in enumerate(info.members)]
@@ -821,8 +808,9 @@ class SequenceClassifierScorer(torch.nn.Module):
 def _sequence_classifier_reward(name: str, device, dtype, cfg: RLConfig) -> TextReward:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    remote = {"trust_remote_code": True} if cfg.trust_remote_code else {}
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, **remote)
     except (OSError, ValueError) as exc:
         raise UserError(f"--reward-model {name}: not a perlhf reward model folder (no perlhf_reward.json) and not "
                         f"a loadable transformers model ({str(exc).splitlines()[0]})") from None
@@ -830,8 +818,8 @@ def _sequence_classifier_reward(name: str, device, dtype, cfg: RLConfig) -> Text
     if not any(a.endswith("ForSequenceClassification") for a in archs):
         raise UserError(f"--reward-model {name}: a {', '.join(archs) or 'model'} is not a reward model; pass a "
                         "`perlhf rm` output folder or a sequence-classification model")
-    model = AutoModelForSequenceClassification.from_pretrained(name, dtype=dtype, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(name)
+    model = AutoModelForSequenceClassification.from_pretrained(name, dtype=dtype, use_safetensors=True, **remote)
+    tokenizer = AutoTokenizer.from_pretrained(name, **remote)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -853,9 +841,7 @@ def build_models(cfg: RLConfig, sft_model: torch.nn.Module) -> SharedBackbone | 
         disable_dropout(sft_model)
         enable_gradient_checkpointing(sft_model)  # copied with the model in full mode
     if cfg.mode == "lora":
-        from perlhf.models.lora import LoraOptions
-
-        opts = LoraOptions(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=0.0, targets=cfg.lora_targets)
+        opts = cfg.lora_options()
         return SharedBackbone(sft_model, opts, with_value=with_value, seed=cfg.seed, fold_adapters=cfg.fold_adapters)
     return SeparateModels.from_model(sft_model, with_value=with_value)
 
@@ -871,7 +857,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         raise UserError("--policy is required: the merged SFT model (`perlhf sft --merge` writes <run>/merged)")
     check_policy_folder(cfg.policy)
     check_reward_model_arg(cfg.reward_model)
-    tokenizer = load_tokenizer(cfg.policy, padding_side="left")  # a bad --policy fails before the run dir exists
+    # a bad --policy fails before the run dir exists
+    tokenizer = load_tokenizer(cfg.policy, padding_side="left", trust_remote_code=cfg.trust_remote_code)
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume,
                       config={"stage": "rl", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
@@ -891,7 +878,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
                         "lower --prompts-per-step or use more data")
     t_load = time.perf_counter()
     with PeakMemory(accelerator.device) as load_mem:
-        sft_model = load_causal_lm(cfg.policy, dtype=dtype)
+        sft_model = load_causal_lm(cfg.policy, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
         models = build_models(cfg, sft_model)
         models.to(accelerator.device)
         reward_fn = load_reward(cfg, models if isinstance(models, SharedBackbone) else None,
@@ -923,12 +910,13 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
             models.save(tmp, tokenizer=tokenizer)
             crash_point("final", cfg.max_steps)
         summary["final_dir"] = str(final)
-        if cfg.merge and cfg.mode == "lora":
+        if cfg.merge:  # the same layout as `perlhf sft --merge`: <run>/merged, a plain model
             from perlhf.models.loading import write_plain_model
 
-            merged = write_plain_model(models.merged_policy(), tokenizer, final / "policy-merged",
-                                       {"stage": "rl", "sft_model": cfg.policy, "mode": cfg.mode})
-            summary["merged_policy_dir"] = str(merged)
+            merged = write_plain_model(models.merged_policy(), tokenizer, run.path / "merged",
+                                       {"stage": "rl", "sft_model": cfg.policy, "mode": cfg.mode,
+                                        "steps": cfg.max_steps})
+            summary["merged_dir"] = str(merged)
         run.write_summary(summary)
     return summary
 

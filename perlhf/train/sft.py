@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from perlhf.config import config_to_dict, mixed_precision_option, option, progress_option, report_to_option
+from perlhf.config import config_to_dict, option
 from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.io import atomic_directory
@@ -51,6 +51,15 @@ from perlhf.runs import (
     stage_entry,
     step_seed,
 )
+from perlhf.train.optim import adamw_with_warmup
+from perlhf.train.options import (
+    MODES,
+    BatchOptions,
+    LoraDropoutGroup,
+    TrainingOptions,
+    check_non_negative,
+    check_positive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,68 +67,45 @@ IGNORE_INDEX = -100
 
 
 @dataclass
-class SFTConfig:
-    """Options of ``perlhf sft``."""
+class SFTConfig(BatchOptions, LoraDropoutGroup, TrainingOptions):
+    """Options of perlhf sft."""
 
+    DEFAULT_LR = {"lora": 1e-4, "full": 1e-5}  # noqa: RUF012
+
+    # the stage's own options
     model: str = option("smollm2-135m", "base model: a Hugging Face id, a local folder or smollm2-135m (offline)")
+    eval_every: int = option(50, "evaluate on validation every N steps (0: only at the end)")
+    log_every: int = option(10, "log training metrics every N steps")
+    merge: bool = option(False, "also write <output-dir>/merged: the adapter merged into a plain model (the RL start)")
+
+    # group options with this stage's default or help
     task: str = option("taskmaster-coffee-dialogues", "task to train on: dialogues (every assistant turn is a "
                        "target), or pairs (the chosen response) or ratings (the thumbs-up responses)")
-    data_dir: str | None = option(None, "folder with the raw data (else PERLHF_DATA_DIR, the cache, a download)")
     path: str | None = option(None, "data file for --task jsonl: dialogues {messages}, pairs or ratings "
                               "(see perlhf data list)")
-    output_dir: str = option("runs/sft", "run directory (config, metrics.jsonl, checkpoints, final model)")
     mode: str = option("lora", "lora: train a LoRA adapter on a frozen base; full: train every weight",
-                       choices=["lora", "full"])
-    lora_rank: int = option(8, "LoRA rank")
-    lora_alpha: float | None = option(None, "LoRA alpha (default: 2 x rank)")
-    lora_dropout: float = option(0.0, "LoRA dropout")
-    lora_targets: str = option("all-linear", "LoRA targets: all-linear (every linear layer, MLP included; the "
-                               "default, as in rm and rl), attention (the paper's) or module names (q_proj,v_proj)")
+                       choices=MODES)
     learning_rate: float | None = option(None, "peak learning rate (default: 1e-4 for lora, 1e-5 for full)")
-    weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(10, "linear learning-rate warm-up steps")
-    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)")
     batch_size: int = option(8, "examples per optimizer step (all processes together)")
     grad_accum: int = option(1, "micro-batches per optimizer step (each batch_size / grad_accum examples)")
-    max_steps: int = option(200, "optimizer steps")
-    max_prompt_tokens: int = option(384, "context budget; longer contexts lose their oldest turns")
-    max_response_tokens: int = option(128, "target budget; longer targets are cut at the end")
     max_train_examples: int | None = option(None, "use at most this many training examples (a fixed random subset)")
-    max_eval_examples: int = option(256, "validation examples scored at each evaluation")
-    eval_every: int = option(50, "evaluate on validation every N steps (0: only at the end)")
-    save_every: int = option(50, "write a checkpoint every N steps (0: only at the end)")
-    keep_checkpoints: int = option(2, "complete checkpoints kept")
-    log_every: int = option(10, "log training metrics every N steps")
-    dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
-    mixed_precision: str = mixed_precision_option()
-    gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory, slower)")
-    merge: bool = option(False, "also write <output-dir>/merged: the adapter merged into a plain model (the RL start)")
+    max_eval_examples: int | None = option(256, "validation examples scored at each evaluation (none: all)")
+    output_dir: str = option("runs/sft", "run directory (config, metrics.jsonl, checkpoints, final model)")
     seed: int = option(0, "random seed (data order, dropout)")
-    overwrite: bool = option(False, "replace an existing run directory")
-    resume: bool = option(False, "continue the run in --output-dir from its last checkpoint")
-    report_to: str = report_to_option()
-    progress: bool = progress_option()
 
     def validate(self) -> None:
         from perlhf.models.loading import portable_name
 
         self.model = portable_name(self.model)
-        for name in ("batch_size", "grad_accum", "max_steps", "max_prompt_tokens", "max_response_tokens"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        super().validate()
+        self.validate_batches()
+        check_non_negative(self, "eval_every")
+        check_positive(self, "log_every")
         if self.batch_size % self.grad_accum:
             raise UserError(f"--batch-size {self.batch_size} must be a multiple of --grad-accum {self.grad_accum}")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.mode == "full" and self.merge:
             log.info("--merge with --mode full: the final model is already plain; merged/ is a copy of it")
-
-    @property
-    def lr(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return 1e-4 if self.mode == "lora" else 1e-5
-
 
 @dataclass(frozen=True)
 class SFTExample:
@@ -212,10 +198,9 @@ def _subset(items: list, n: int | None, seed: int) -> list:
 def prepare_sft_model(model: torch.nn.Module, cfg: SFTConfig) -> torch.nn.Module:
     """Wrap in LoRA (mode lora) or unfreeze every weight (mode full)."""
     if cfg.mode == "lora":
-        from perlhf.models.lora import LoraOptions, apply_lora
+        from perlhf.models.lora import apply_lora
 
-        opts = LoraOptions(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                           targets=cfg.lora_targets)
+        opts = cfg.lora_options()
         torch.manual_seed(cfg.seed)  # the adapter's random init depends on the run's seed only
         model = apply_lora(model, opts)
         if cfg.gradient_checkpointing:
@@ -266,10 +251,6 @@ def merge_to_plain(model: torch.nn.Module) -> torch.nn.Module:
 
 
 # -- the loop ------------------------------------------------------------------------------------------
-def _lr_lambda(warmup: int):
-    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-
-
 @torch.no_grad()
 def evaluate_sft(model: torch.nn.Module, examples: Sequence[SFTExample], pad_id: int, batch_size: int,
                  device: torch.device) -> dict[str, float]:
@@ -297,8 +278,8 @@ def train_sft(cfg: SFTConfig, model: torch.nn.Module, train: Sequence[SFTExample
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise UserError("no trainable parameters: check --mode and --lora-targets")
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps))
+    optimizer, scheduler = adamw_with_warmup(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                             warmup_steps=cfg.warmup_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     start_step = 0
@@ -394,7 +375,7 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     run = prepare_run(accelerator, cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume,
                       config={"stage": "sft", **config_to_dict(cfg), "num_processes": accelerator.num_processes})
     seed_everything(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
     task = load_task(cfg.task, data_dir=cfg.data_dir, path=cfg.path)
     if task.kind not in ("dialogue", "pair", "rating"):
         raise UserError(f"--task {cfg.task}: SFT needs dialogues (every assistant turn a target), pairs (the "
@@ -415,7 +396,7 @@ def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     log.info("SFT on %d targets (%d validation; %d of %d training contexts truncated to %d tokens), mode %s",
              len(train), len(validation), cut_train, len(train_targets), cfg.max_prompt_tokens, cfg.mode)
     dtype = getattr(torch, cfg.dtype)
-    model = prepare_sft_model(load_causal_lm(cfg.model, dtype=dtype), cfg)
+    model = prepare_sft_model(load_causal_lm(cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code), cfg)
     trainable, total = count_parameters(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     t0 = time.perf_counter()
