@@ -317,3 +317,52 @@ def test_python_api_trains_and_scores_an_ensemble(tiny_env, tmp_path):
     msgs = [([{"role": "user", "content": p}], r) for p, r in items]
     each = [score_texts(m, tok, msgs, 32, 16) for m in by_member]
     assert got == pytest.approx([(a + b) / 2 for a, b in zip(*each, strict=True)], abs=1e-5)
+
+
+def test_an_ensemble_on_other_base_weights_is_refused_shared_and_loaded_separately_on_auto(ensemble_run, tiny_env):
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    from perlhf.train.rl import RLConfig, build_models, load_reward
+
+    out, _ = ensemble_run
+    policy = AutoModelForCausalLM.from_pretrained(tiny_env / "tiny")
+    with torch.no_grad():
+        policy.get_input_embeddings().weight.add_(0.01)  # other base weights than the members were trained on
+    for placement in ("shared", "auto"):
+        cfg = RLConfig(reward_model=str(out / "final"), reward_placement=placement, mode="lora",
+                       lora_targets="all-linear", lora_rank=4)
+        models = build_models(cfg, copy.deepcopy(policy))  # build_models wraps its model in place
+        if placement == "shared":
+            with pytest.raises(UserError, match="the ensemble was trained on base weights .* cannot share"):
+                load_reward(cfg, models, torch.device("cpu"), torch.float32)
+        else:
+            reward = load_reward(cfg, models, torch.device("cpu"), torch.float32)
+            assert reward.placement == "separate" and len(reward.members) == K
+
+
+def test_eval_takes_an_ensemble_as_judge_and_as_training_reward(ensemble_run, tiny_env, tmp_path):
+    """`perlhf eval --judge-rm <ensemble final/>`: the members' mean judges; the ensemble's own test figure
+    (written beside it) decides whether it is strong enough; sharing weights and data is flagged."""
+    from perlhf.eval.cli import EvalConfig
+    from perlhf.eval.judge import run_eval
+    from perlhf.train.rl import RLConfig, run_rl
+
+    out, summary = ensemble_run
+    info, _ = EnsembleInfo.load(out / "final")
+    assert info.extra["test"] == summary["test"]  # the ensemble's own test metrics, beside its members
+    run_rl(RLConfig(policy=str(tiny_env / "tiny"), reward_model=str(out / "final"), task="jsonl",
+                    path=str(tiny_env / "pairs.jsonl"), prompts_per_step=2, samples_per_prompt=2, max_new_tokens=4,
+                    max_steps=1, max_prompt_tokens=32, output_dir=str(tmp_path / "rl"), progress=False,
+                    report_to="none", mixed_precision="no", sample_every=0))
+    cfg = EvalConfig(sft=str(tiny_env / "tiny"), rl=str(tmp_path / "rl"), judge_rm=str(out / "final"),
+                     reward_model=str(out / "final"), task="jsonl", path=str(tiny_env / "pairs.jsonl"),
+                     num_prompts=4, max_new_tokens=4, max_prompt_tokens=32, output=str(tmp_path / "eval.json"))
+    cfg.validate()
+    report = run_eval(cfg)
+    judge = report["judge_rm"]
+    assert judge["judge"]["shares_backbone"] is True and judge["judge"]["shares_data"] is True
+    assert judge["judge"]["test"] == summary["test"][judge["judge"]["metric"]]
+    assert judge["win"] + judge["tie"] + judge["loss"] == pytest.approx(1.0)
+    assert report["training_reward"]["mean_rl"] == pytest.approx(judge["mean_rl"])  # the same ensemble

@@ -260,13 +260,14 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     from perlhf.data import load_task, prompts_of
     from perlhf.io import atomic_write_json, dumps_json
     from perlhf.models import load_causal_lm, load_tokenizer, torch_dtype
+    from perlhf.models.ensemble import EnsembleInfo, is_ensemble, load_ensemble
     from perlhf.models.heads import RewardInfo, load_reward_model, load_tokenizer_for
     from perlhf.train.rl import encode_rl_prompts, policy_eos_ids
     from perlhf.train.scoring import score_texts
 
     for folder, option in ((cfg.judge_rm, "--judge-rm"), (cfg.reward_model, "--reward-model")):
-        if folder:
-            RewardInfo.load(folder, option)  # before minutes of generation
+        if folder:  # one reward model or an ensemble (`perlhf rm --ensemble K`), checked before minutes of generation
+            (EnsembleInfo if is_ensemble(folder) else RewardInfo).load(folder, option)
     if getattr(cfg, "output", None) and Path(cfg.output).is_dir():
         raise UserError(f"--output {cfg.output}: is a folder; give a file name for the JSON report")
     dtype = torch_dtype(cfg.dtype)
@@ -298,8 +299,14 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     contexts = [list(p.messages) for p in prompts]
 
     def rm_scores(folder: str, option: str) -> tuple[list[float], list[float]]:
-        model, info = load_reward_model(folder, dtype=dtype, option=option)
-        tok = load_tokenizer_for(folder, info)
+        """(RL scores, SFT scores); an ensemble scores the members' mean."""
+        if is_ensemble(folder):
+            model, info = load_ensemble(folder, dtype=dtype, option=option)
+            first = Path(folder) / info.members[0]
+            tok = load_tokenizer_for(first, RewardInfo.load(first, option))
+        else:
+            model, info = load_reward_model(folder, dtype=dtype, option=option)
+            tok = load_tokenizer_for(folder, info)
         kw = dict(max_prompt_tokens=info.max_prompt_tokens, max_response_tokens=info.max_response_tokens,
                   batch_size=cfg.batch_size)
         a = score_texts(model, tok, list(zip(contexts, rl_answers, strict=True)), **kw)
@@ -344,12 +351,18 @@ def run_eval(cfg: Any) -> dict[str, Any]:
 
 
 def _reward_info(folder: str | None) -> dict[str, Any] | None:
+    """A reward model's ``perlhf_reward.json`` (an ensemble's ``perlhf_ensemble.json``: the same base
+    fingerprint, task, ``extra.train_shard`` and ``extra.test`` fields) as a dict."""
     if not folder:
         return None
+    from perlhf.models.ensemble import ENSEMBLE_INFO
     from perlhf.models.heads import REWARD_INFO
 
-    path = Path(folder) / REWARD_INFO
-    return json.loads(path.read_text()) if path.is_file() else None
+    for name in (ENSEMBLE_INFO, REWARD_INFO):
+        path = Path(folder) / name
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
 
 
 def _verdict(checks: dict[str, Any], rate: float, se: float) -> str:

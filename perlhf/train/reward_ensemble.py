@@ -94,7 +94,7 @@ def train_ensemble(cfg: Any, *, task: Any | None = None, backbone: torch.nn.Modu
     from perlhf.data.tasks import TaskData
     from perlhf.measure import PeakMemory
     from perlhf.models import load_tokenizer
-    from perlhf.models.ensemble import ENSEMBLE_INFO, load_ensemble, write_ensemble
+    from perlhf.models.ensemble import ENSEMBLE_INFO, EnsembleInfo, load_ensemble, write_ensemble
     from perlhf.models.heads import is_causal_lm, load_backbone
     from perlhf.runs import make_accelerator, precision_summary, prepare_run
     from perlhf.train.metrics import selection_metric
@@ -171,6 +171,12 @@ def train_ensemble(cfg: Any, *, task: Any | None = None, backbone: torch.nn.Modu
     summary = ensemble_summary(cfg, kind, splits, summaries, found, metric, precision_summary(accelerator),
                                memory, str(final))
     if main:
+        # the ensemble's own test figures beside it (as a single model's perlhf_reward.json has them), so
+        # that `perlhf eval --judge-rm <ensemble>` reports the judge's accuracy and refuses a weak one
+        ens_info, _ = EnsembleInfo.load(final)
+        if ens_info.extra.get("test") != summary["test"]:
+            ens_info.extra["test"] = summary["test"]
+            ens_info.save(final)
         run.write_summary(summary)
     accelerator.wait_for_everyone()
     log.info("ensemble of %d: test %s %.4f (best single member %d: %.4f)", k_total, metric,

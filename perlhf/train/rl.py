@@ -666,7 +666,7 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
     reward adapter sharing the policy backbone (same base weights) falls back to the policy's.
     """
     from perlhf.models.ensemble import is_ensemble
-    from perlhf.models.heads import REWARD_INFO, RewardInfo, ScalarHead, load_reward_model, load_tokenizer_for
+    from perlhf.models.heads import REWARD_INFO, RewardInfo, ScalarHead, load_reward_model
 
     name = cfg.reward_model
     if not name:
@@ -679,21 +679,8 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
                         f"{name} is one model. Train one with `perlhf rm --ensemble K` and pass its final/ folder")
     if path.is_dir() and (path / REWARD_INFO).is_file():
         info = RewardInfo.load(path, "--reward-model")
-        shares = (info.mode == "lora" and backbone is not None and cfg.reward_placement != "separate"
-                  and info.base_fingerprint == backbone.anchor_fingerprint)
-        if (info.mode == "lora" and backbone is not None and cfg.reward_placement == "shared" and not shares):
-            raise UserError(
-                f"--reward-model {name}: its adapter was trained on base weights {info.base_fingerprint[:19]}… "
-                f"({info.base_model}) but the policy backbone has {backbone.anchor_fingerprint[:19]}…; it "
-                "cannot share the backbone. Train the reward model with --model <the SFT merged model>, or "
-                "pass --reward-placement separate (loads its own base, merged)"
-            )
-        if shares and policy_tokenizer is not None and not (path / "tokenizer_config.json").is_file():
-            tokenizer = policy_tokenizer
-        else:
-            tokenizer = load_tokenizer_for(path, info)
-        kw = dict(tokenizer=tokenizer, max_prompt_tokens=info.max_prompt_tokens,
-                  max_response_tokens=info.max_response_tokens, batch_size=cfg.micro_batch_size)
+        shares = info.mode == "lora" and _shares_backbone(cfg, backbone, info, f"--reward-model {name}: its adapter")
+        kw = _reward_scoring(cfg, shares, path, info, policy_tokenizer)
         if info.mode == "lora" and backbone is not None and cfg.reward_placement != "separate":
             if shares:
                 backbone.attach_reward(path, ScalarHead.load(path, expected_hidden_size=backbone.value_head.hidden_size
@@ -716,6 +703,35 @@ def load_reward(cfg: RLConfig, backbone: SharedBackbone | None, device: torch.de
     return _sequence_classifier_reward(name, device, dtype, cfg)
 
 
+def _shares_backbone(cfg: RLConfig, backbone: SharedBackbone | None, info: Any, what: str) -> bool:
+    """Whether LoRA reward adapters (``info``: a RewardInfo or EnsembleInfo) go on the policy backbone:
+    LoRA RL, --reward-placement not separate, and the same base weights (fingerprints). ``shared`` on other
+    weights is refused."""
+    if backbone is None or cfg.reward_placement == "separate":
+        return False
+    shares = info.base_fingerprint == backbone.anchor_fingerprint
+    if cfg.reward_placement == "shared" and not shares:
+        raise UserError(
+            f"{what} was trained on base weights {info.base_fingerprint[:19]}… ({info.base_model}) but the policy "
+            f"backbone has {backbone.anchor_fingerprint[:19]}…; it cannot share the backbone. Train the reward "
+            "model with --model <the SFT merged model>, or pass --reward-placement separate (loads its own base, "
+            "merged)")
+    return shares
+
+
+def _reward_scoring(cfg: RLConfig, shares: bool, folder: Path, info: Any, policy_tokenizer: Any | None) -> dict:
+    """The :class:`TextReward` scoring options of a reward model folder: its tokenizer (its own, else its base
+    model's; a model sharing the policy backbone without one of its own uses the policy's) and budgets."""
+    from perlhf.models.heads import load_tokenizer_for
+
+    if shares and policy_tokenizer is not None and not (folder / "tokenizer_config.json").is_file():
+        tokenizer = policy_tokenizer
+    else:
+        tokenizer = load_tokenizer_for(folder, info)
+    return dict(tokenizer=tokenizer, max_prompt_tokens=info.max_prompt_tokens,
+                max_response_tokens=info.max_response_tokens, batch_size=cfg.micro_batch_size)
+
+
 def _ensemble_reward(cfg: RLConfig, path: Path, backbone: SharedBackbone | None, device: torch.device,
                      dtype: torch.dtype, policy_tokenizer: Any | None) -> EnsembleReward:
     """An ensemble's members as one reward: on the policy backbone (LoRA mode, same base weights:
@@ -723,23 +739,12 @@ def _ensemble_reward(cfg: RLConfig, path: Path, backbone: SharedBackbone | None,
     import functools
 
     from perlhf.models.ensemble import EnsembleInfo, load_ensemble
-    from perlhf.models.heads import ScalarHead, load_tokenizer_for
+    from perlhf.models.heads import ScalarHead
 
     info, infos = EnsembleInfo.load(path, "--reward-model")
-    first = path / info.members[0]
-    shares = backbone is not None and cfg.reward_placement != "separate" \
-        and info.base_fingerprint == backbone.anchor_fingerprint
-    if backbone is not None and cfg.reward_placement == "shared" and not shares:
-        raise UserError(
-            f"--reward-model {path}: the ensemble was trained on base weights {info.base_fingerprint[:19]}… "
-            f"({info.base_model}) but the policy backbone has {backbone.anchor_fingerprint[:19]}…; it cannot share "
-            "the backbone. Train it with --model <the SFT merged model>, or pass --reward-placement separate")
-    if shares and policy_tokenizer is not None and not (first / "tokenizer_config.json").is_file():
-        tokenizer = policy_tokenizer
-    else:
-        tokenizer = load_tokenizer_for(first, infos[0])
-    kw = dict(tokenizer=tokenizer, max_prompt_tokens=info.max_prompt_tokens,
-              max_response_tokens=info.max_response_tokens, batch_size=cfg.micro_batch_size)
+    shares = _shares_backbone(cfg, backbone, info, f"--reward-model {path}: the ensemble")
+    kw = _reward_scoring(cfg, shares, path / info.members[0], infos[0], policy_tokenizer)
+    kw.update(max_prompt_tokens=info.max_prompt_tokens, max_response_tokens=info.max_response_tokens)
     if shares:
         members = []
         for k, name in enumerate(info.members):
