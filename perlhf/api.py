@@ -62,7 +62,16 @@ class RewardModelResult(StageResult):
         return score_texts(model, tokenizer, texts, info.max_prompt_tokens, info.max_response_tokens, batch_size)
 
 
-def _config(cls: type, options: dict[str, Any]):
+def _config(cls: type, options: dict[str, Any], config: Any | None = None):
+    """The stage config: ``config`` as given (a resolved config, e.g. from the CLI; then no other
+    options), else one built from ``options`` and validated."""
+    if config is not None:
+        if not isinstance(config, cls):
+            raise UserError(f"config= must be a {cls.__name__}, got {type(config).__name__}")
+        extra = sorted(options)
+        if extra:
+            raise UserError(f"config= and options ({', '.join(extra)}) together: set them in the config")
+        return config
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - names)
     if unknown:
@@ -73,10 +82,11 @@ def _config(cls: type, options: dict[str, Any]):
 
 
 def train_reward_model(data: Any | None = None, *, model: Any = "smollm2-135m", tokenizer: Any | None = None,
-                       output_dir: str = "runs/rm", **options: Any) -> RewardModelResult:
+                       output_dir: str = "runs/rm", config: Any | None = None, **options: Any) -> RewardModelResult:
     """``perlhf rm train`` from Python. ``data``: None (use ``task=``), a JSONL path, a list of pair or
     rating dicts, or a ``datasets.Dataset``. ``model``: a model name or folder, or a transformers model
-    object (then pass its ``tokenizer``)."""
+    object (then pass its ``tokenizer``). ``config``: a whole :class:`~perlhf.train.reward.RewardConfig`
+    instead of options (what ``perlhf rm train`` passes)."""
     from perlhf.data import task_from_records
     from perlhf.train.reward import RewardConfig
     from perlhf.train.reward import train_reward_model as run
@@ -87,28 +97,38 @@ def train_reward_model(data: Any | None = None, *, model: Any = "smollm2-135m", 
     task = task_from_records(data) if data is not None else None
     if task is not None:
         options.setdefault("task", "records")
-    cfg = _config(RewardConfig, {"model": str(model), "output_dir": str(output_dir), **options})
+    base = {} if config is not None else {"model": str(model), "output_dir": str(output_dir)}
+    cfg = _config(RewardConfig, {**base, **options}, config)
     summary = run(cfg, task=task, backbone=backbone, tokenizer=tokenizer)
-    return RewardModelResult("rm", Path(output_dir), Path(summary["final_dir"]), summary)
+    return RewardModelResult("rm", Path(cfg.output_dir), _final(cfg, summary), summary)
 
 
-def train_sft(*, output_dir: str = "runs/sft", **options: Any) -> StageResult:
-    """``perlhf sft`` from Python (options as on the command line; ``merge=True`` writes the RL start)."""
+def train_sft(*, output_dir: str = "runs/sft", config: Any | None = None, **options: Any) -> StageResult:
+    """``perlhf sft`` from Python (options as on the command line, or a whole ``config``; ``merge=True``
+    writes the RL start, and the result's ``final_dir`` is then the merged model)."""
     from perlhf.train.sft import SFTConfig, run_sft
 
-    summary = run_sft(_config(SFTConfig, {"output_dir": str(output_dir), **options}))
-    final = summary.get("merged_dir") or summary["final_dir"]
-    return StageResult("sft", Path(output_dir), Path(final), summary)
+    cfg = _config(SFTConfig, {**({} if config is not None else {"output_dir": str(output_dir)}), **options}, config)
+    summary = run_sft(cfg)
+    final = Path(summary["merged_dir"]) if summary.get("merged_dir") else _final(cfg, summary)
+    return StageResult("sft", Path(cfg.output_dir), final, summary)
 
 
-def train_rl(*, policy: str, reward_model: str | Path | RewardModelResult, output_dir: str = "runs/rl",
-             **options: Any) -> StageResult:
-    """``perlhf rl`` from Python; ``reward_model`` may be the result of :func:`train_reward_model`."""
+def train_rl(*, policy: str | None = None, reward_model: str | Path | RewardModelResult | None = None,
+             output_dir: str = "runs/rl", config: Any | None = None, **options: Any) -> StageResult:
+    """``perlhf rl`` from Python; ``reward_model`` may be the result of :func:`train_reward_model`
+    (or a whole ``config``, as ``perlhf rl`` passes)."""
     from perlhf.train.rl import RLConfig, run_rl
 
     if isinstance(reward_model, RewardModelResult):
         reward_model = reward_model.final_dir
-    cfg = _config(RLConfig, {"policy": str(policy), "reward_model": str(reward_model),
-                             "output_dir": str(output_dir), **options})
+    given = {k: str(v) for k, v in (("policy", policy), ("reward_model", reward_model)) if v is not None}
+    cfg = _config(RLConfig, {**given, **({} if config is not None else {"output_dir": str(output_dir)}), **options},
+                  config)
     summary = run_rl(cfg)
-    return StageResult("rl", Path(output_dir), Path(summary["final_dir"]), summary)
+    return StageResult("rl", Path(cfg.output_dir), _final(cfg, summary), summary)
+
+
+def _final(cfg: Any, summary: dict[str, Any]) -> Path:
+    """The run's final/ folder (every process of a multi-process run knows it; only the first writes it)."""
+    return Path(summary.get("final_dir") or Path(cfg.output_dir) / "final")

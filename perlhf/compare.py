@@ -1,7 +1,10 @@
 """``perlhf compare``: run every mode of a stage on the same data, seed and budget, then report.
 
-Each mode runs in a fresh ``python -m perlhf <stage> ...`` process, so peak
-memory is that mode's own. Modes are written ``full``, ``lora:rN`` (LoRA of
+Each mode runs in a fresh ``python -m perlhf <stage> ...`` process (the CLI, which calls
+:mod:`perlhf.api`), so peak memory is that mode's own: CPU peak memory is sampled RSS, which a
+process does not give back after a full-model run, so two modes in one process would measure the
+second against the first's high-water mark. The command is also what the report prints for
+rerunning a mode by hand. Modes are written ``full``, ``lora:rN`` (LoRA of
 rank N) or, for reward models, ``lora:rNxK`` (an ensemble of K LoRA reward
 models of rank N on one backbone: ``perlhf rm --ensemble K``). A mode that fails is reported as failed with its error and the others
 still run; Ctrl-C stops the running mode, and the report is written from the

@@ -76,6 +76,15 @@ def test_bad_options_and_data_are_one_clear_error(tiny_env, tmp_path):
         perlhf.train_reward_model([{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "a"}],
                                   output_dir=tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    # config=: a whole stage config (what the CLI passes), never mixed with options or another stage's
+    from perlhf.train.reward import RewardConfig
+    from perlhf.train.sft import SFTConfig
+
+    with pytest.raises(UserError, match=r"config= and options \(lora_rank\) together"):
+        perlhf.train_sft(config=SFTConfig(output_dir=str(tmp_path / "z")), lora_rank=4)
+    with pytest.raises(UserError, match="config= must be a SFTConfig, got RewardConfig"):
+        perlhf.train_sft(config=RewardConfig(output_dir=str(tmp_path / "z")))
+    assert not (tmp_path / "z").exists()
 
 
 @pytest.mark.slow

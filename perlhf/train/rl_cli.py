@@ -32,10 +32,10 @@ def register(sub: Any) -> None:
 
 
 def _run(args: Any) -> int:
-    from perlhf.train.rl import RLConfig, run_rl
+    from perlhf.api import train_rl
+    from perlhf.train.rl import RLConfig
 
-    cfg = resolve_config(RLConfig, args)
-    summary = run_rl(cfg)
+    summary = train_rl(config=resolve_config(RLConfig, args)).summary
     keys = ("mode", "baseline", "reward_placement", "steps", "reward_first", "reward_last", "kl_last",
             "median_seconds_per_step", "median_phase_seconds", "peak_memory_bytes_max_step", "final_dir")
     print(json.dumps({k: summary.get(k) for k in keys}, indent=2))

@@ -84,10 +84,10 @@ def _check_output(out: Path, overwrite: bool) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from perlhf.train.reward import RewardConfig, train_reward_model
+    from perlhf.api import train_reward_model
+    from perlhf.train.reward import RewardConfig
 
-    cfg = resolve_config(RewardConfig, args)
-    summary = train_reward_model(cfg)
+    summary = train_reward_model(config=resolve_config(RewardConfig, args)).summary
     if summary.get("is_main_process", True):
         print(format_summary(summary))
     return 0

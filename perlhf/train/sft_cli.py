@@ -26,10 +26,10 @@ def register(sub: Any) -> None:
 
 
 def _run(args: Any) -> int:
-    from perlhf.train.sft import SFTConfig, run_sft
+    from perlhf.api import train_sft
+    from perlhf.train.sft import SFTConfig
 
-    cfg = resolve_config(SFTConfig, args)
-    summary = run_sft(cfg)
+    summary = train_sft(config=resolve_config(SFTConfig, args)).summary
     brief = {k: summary.get(k) for k in ("mode", "train_examples", "trainable_parameters", "seconds",
                                          "final_dir", "merged_dir")}
     brief["validation"] = (summary.get("final") or {}).get("validation")
