@@ -1,4 +1,5 @@
-"""Tables and a plot for benchmarks/sentiment_pipeline.sh: reward models against their baselines, the
+"""Tables and a plot for benchmarks/sentiment_pipeline.sh (and coffee_rl_pipeline.sh: the same run layout;
+set PERLHF_DATA_DIR for the Taskmaster data): reward models against their baselines, the
 judge's own strength, RL learning curves (window means with standard errors), KL, length, and the
 judge's verdict on each RL policy against the starting policy.
 
@@ -192,7 +193,7 @@ def plot(curves: dict[str, list], size: int, path: Path) -> None:
         ax1.errorbar(x, [m for _, _, m, _ in w], yerr=[se for *_, se in w], marker="o", capsize=3, color=color,
                      label=f"{mode} ({size}-step windows ± SE)")
         ax2.plot([r["step"] for r in hist], [r["kl"] for r in hist], label=mode, color=color)
-    ax1.set(xlabel="RL step", ylabel="training reward", title="reward (sentiment RM)")
+    ax1.set(xlabel="RL step", ylabel="training reward", title="reward (the training RM)")
     ax2.set(xlabel="RL step", ylabel="KL to anchor (per sequence)", title="KL")
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
