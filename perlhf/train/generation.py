@@ -131,8 +131,9 @@ def response_mask_from_ids(response_ids: torch.Tensor, eos_ids: Sequence[int]) -
 
 
 def gumbel_noise(generators: Sequence[torch.Generator], vocab: int) -> torch.Tensor:
-    """``(len(generators), vocab)`` standard Gumbel noise, row ``i`` from ``generators[i]`` (CPU, float32)."""
-    u = torch.stack([torch.rand(vocab, generator=g) for g in generators])
+    """``(len(generators), vocab)`` standard Gumbel noise, row ``i`` from ``generators[i]`` (float32, on the
+    generators' device: no host-to-device copy per token when they live on the GPU)."""
+    u = torch.stack([torch.rand(vocab, generator=g, device=g.device) for g in generators])
     return -torch.log(-torch.log(u.clamp_(min=torch.finfo(torch.float32).tiny)))
 
 
@@ -140,8 +141,9 @@ class _SeededSampler(LogitsProcessor):
     """A logits processor that turns greedy decoding into sampling at ``temperature`` with per-row
     noise: ``argmax(scores / T + Gumbel)``. Keeps the tempered scores (the sampler's distribution)."""
 
-    def __init__(self, seeds: Sequence[int], temperature: float, keep_scores: bool):
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    def __init__(self, seeds: Sequence[int], temperature: float, keep_scores: bool,
+                 device: torch.device | str = "cpu"):
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         self.temperature = temperature
         self.tempered: list[torch.Tensor] | None = [] if keep_scores else None
 
@@ -149,7 +151,7 @@ class _SeededSampler(LogitsProcessor):
         tempered = scores.float() / self.temperature
         if self.tempered is not None:
             self.tempered.append(tempered)
-        return tempered + gumbel_noise(self.generators, scores.shape[-1]).to(scores.device)
+        return tempered + gumbel_noise(self.generators, scores.shape[-1]).to(scores.device)  # a no-op copy
 
 
 @torch.no_grad()
@@ -168,14 +170,15 @@ def sample(
 
     Without ``seeds`` uses the global torch RNG: seed it (``torch.manual_seed``) for reproducible
     samples. With ``seeds`` (one per prompt) each row's noise comes from its own seed, whatever
-    else is in the batch.
+    else is in the batch; the generators live on the model's device, so a seed's draws on a GPU
+    differ from its draws on the CPU (the same distribution, other samples).
     With ``return_sampler_logprobs`` the log-probs the sampler drew each token with
     are kept (from ``generate(output_scores=True)``), for checking the learner.
     """
     from transformers import GenerationConfig
 
     if temperature <= 0:
-        raise ValueError("temperature must be > 0 (sampling); got {temperature}")
+        raise ValueError(f"temperature must be > 0 (sampling); got {temperature}")
     eos = list(eos_token_ids) if eos_token_ids else [tokenizer.eos_token_id]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     device = next(model.parameters()).device
@@ -185,7 +188,7 @@ def sample(
     if seeds is not None:
         if len(seeds) != len(prompt_ids):
             raise ValueError(f"{len(seeds)} seeds for {len(prompt_ids)} prompts: give one seed per prompt")
-        seeded = _SeededSampler(seeds, float(temperature), return_sampler_logprobs)
+        seeded = _SeededSampler(seeds, float(temperature), return_sampler_logprobs, device=device)
         how = dict(do_sample=False)  # greedy over the processor's noisy scores: a draw per row
         extra = {"logits_processor": LogitsProcessorList([seeded])}
     else:
