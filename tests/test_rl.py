@@ -456,26 +456,56 @@ def test_train_rl_with_gradient_checkpointing_runs_and_keeps_step0_kl_zero(mode)
     assert all(m.p == 0.0 for m in models.modules() if isinstance(m, torch.nn.Dropout))
 
 
-def test_all_reduce_grads_averages_every_gradient_in_one_collective():
-    from types import SimpleNamespace
+def _learning_setup(baseline: str, prompts: int):
+    """A config (micro-batches of 2), perturbed LoRA models in eval mode, and a rollout of 2 samples for
+    each of the first ``prompts`` prompts."""
+    c = cfg(baseline=baseline, micro_batch_size=2)
+    models = build_models(c, sft_model(tiny()))
+    _perturb_adapters(models)
+    models.eval()
+    torch.manual_seed(0)
+    with models.sampler() as policy:
+        roll = sample(policy, IdTokenizer(), [p.ids for p in PROMPTS[:prompts] for _ in range(2)], max_new_tokens=6)
+    return c, models, roll
 
-    from perlhf.train.rl import _all_reduce_grads
 
-    params = [torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(4)),
-              torch.nn.Parameter(torch.zeros(1))]
-    params[0].grad = torch.arange(6.0).view(2, 3)
-    params[1].grad = torch.ones(4)  # params[2] got no gradient on this process
-    other = torch.cat([torch.full((6,), 2.0), torch.full((4,), 3.0), torch.full((1,), 4.0)])  # the other process
-    calls = []
+@pytest.mark.parametrize("baseline", ["value", "rloo"])
+def test_learner_backward_goes_through_the_accelerator_and_syncs_only_the_last_micro_batch(baseline):
+    """Data parallelism the standard way: each micro-batch's forward is the Learner module (DDP under
+    several processes), its backward ``accelerator.backward``, and every micro-batch but the last runs
+    under ``accelerator.no_sync`` (DDP averages the accumulated gradients once). Same gradients as a
+    plain backward."""
+    from perlhf.train.rl import Learner
 
-    def reduce(t, reduction):
-        calls.append(reduction)
-        return (t + other) / 2
+    c, models, roll = _learning_setup(baseline, prompts=3)
+    rewards = torch.tensor([1.0, 0.0, 3.0, 2.5, -1.0, 0.5])
+    logp_anchor = anchor_logprobs(models, roll, 1.0, micro_batch_size=2)
 
-    _all_reduce_grads(params, SimpleNamespace(num_processes=2, reduce=reduce))
-    assert calls == ["mean"]
-    assert params[0].grad.tolist() == [[1.0, 1.5, 2.0], [2.5, 3.0, 3.5]]
-    assert params[1].grad.tolist() == [2.0] * 4 and params[2].grad.tolist() == [2.0]
+    def grads(**kw):
+        models.zero_grad(set_to_none=True)
+        learn_from_rollout(models, roll, rewards, logp_anchor, c, **kw)
+        return [p.grad.clone() for g in models.parameter_groups().values() for p in g if p.grad is not None]
+
+    events = []
+
+    class Recorder:
+        def backward(self, loss):
+            events.append("backward")
+            loss.backward()
+
+        @contextlib.contextmanager
+        def no_sync(self, module):
+            assert isinstance(module, Learner)
+            events.append("no_sync")
+            yield
+
+    plain = grads()
+    learner = Learner(models)
+    through = grads(learner=learner, accelerator=Recorder())
+    assert events == ["no_sync", "backward", "no_sync", "backward", "backward"]  # 3 micro-batches of 2
+    assert len(plain) == len(through) > 0
+    for a, b in zip(plain, through, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("baseline", ["value", "mean", "rloo"])
@@ -483,13 +513,7 @@ def test_process_shards_with_global_normalisers_give_the_whole_batch_gradient(ba
     """Data parallelism's maths, in one process: two shards of a batch, each learning with the
     whole batch's token count (per process) and mean reward, average to the whole batch's gradient.
     Without them the value loss (a token mean) and the mean baseline would be each shard's own."""
-    c = cfg(baseline=baseline, micro_batch_size=2)
-    models = build_models(c, sft_model(tiny()))
-    _perturb_adapters(models)
-    models.eval()
-    torch.manual_seed(0)
-    with models.sampler() as policy:
-        roll = sample(policy, IdTokenizer(), [p.ids for p in PROMPTS[:2] for _ in range(2)], max_new_tokens=6)
+    c, models, roll = _learning_setup(baseline, prompts=2)
     roll.response_mask[0, 2:] = 0.0  # uneven lengths: the shards' token counts differ
     rewards = torch.tensor([1.0, 0.0, 3.0, 2.5])
     logp_anchor = anchor_logprobs(models, roll, 1.0, micro_batch_size=2)

@@ -312,14 +312,51 @@ class LearnStats:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+class Learner(torch.nn.Module):
+    """The learning phase's forward pass: one micro-batch's policy (and value) loss from ``models``.
+
+    A module so that data parallelism is the standard kind: under several processes
+    ``accelerator.prepare_model`` wraps it in ``DistributedDataParallel``, and ``accelerator.backward``
+    averages the gradients over processes while the last micro-batch's backward runs (the others
+    accumulate under ``accelerator.no_sync``). The sampler, anchor and reward never go through it:
+    they need no gradient."""
+
+    def __init__(self, models):
+        super().__init__()
+        self.models = models
+
+    def forward(self, mb: Rollout, rewards: torch.Tensor, logp_anchor: torch.Tensor, seq_baseline: torch.Tensor | None,
+                cfg: RLConfig, num_sequences: int, value_tokens: Any) -> dict[str, Any]:
+        mask = mb.response_mask
+        with self.models.policy() as policy:
+            logp, entropy = sequence_logprobs(policy, mb.input_ids, mb.attention_mask, mask, cfg.temperature,
+                                              return_entropy=True)
+        returns = kl_folded_returns(rewards, logp.detach(), logp_anchor, mask, cfg.beta, cfg.kl_estimator)
+        out: dict[str, Any] = {"logp": logp.detach(), "entropy": entropy, "returns": returns}
+        if cfg.baseline == "value":
+            values = value_positions(self.models.values(mb.input_ids, mb.attention_mask), mb.prompt_len,
+                                     mask.shape[1]).float()
+            out["value_loss"] = value_loss(values, returns, mask, num_tokens=value_tokens)
+            out["policy_loss"] = policy_loss(logp, returns, values, mask, num_sequences=num_sequences)
+            out["values"] = values.detach()
+            out["loss"] = out["value_loss"] + out["policy_loss"]
+        else:
+            out["policy_loss"] = policy_loss(logp, returns, seq_baseline, mask, num_sequences=num_sequences)
+            out["loss"] = out["policy_loss"]
+        return out
+
+
 def learn_from_rollout(models, rollout: Rollout, rewards: torch.Tensor, logp_anchor: torch.Tensor,
                        cfg: RLConfig, *, num_tokens: float | None = None,
-                       batch_mean_reward: float | None = None) -> LearnStats:
+                       batch_mean_reward: float | None = None, learner: torch.nn.Module | None = None,
+                       accelerator: Any | None = None) -> LearnStats:
     """Forward/backward over micro-batches (gradients accumulate; the caller steps the optimizer).
 
     ``num_tokens`` (the value loss's token count) and ``batch_mean_reward`` (the ``mean`` baseline)
-    default to this batch's; data parallelism passes the global ones (per process) so that averaging
-    the processes' gradients gives the gradient of the whole batch."""
+    default to this batch's; data parallelism passes the global ones (per process), and a ``learner``
+    prepared by ``accelerator`` (:class:`Learner` in DDP), whose backward averages the processes'
+    gradients: the gradient of the whole batch. Without them: one process, ``Learner(models)``."""
+    learner = learner if learner is not None else Learner(models)
     n = rollout.input_ids.shape[0]
     mask_all = rollout.response_mask
     total_tokens = mask_all.sum().clamp(min=1)
@@ -327,32 +364,26 @@ def learn_from_rollout(models, rollout: Rollout, rewards: torch.Tensor, logp_anc
     seq_b = sequence_baseline(cfg.baseline, rewards, cfg.beta, cfg.samples_per_prompt, batch_mean_reward)
     p_loss = v_loss = 0.0
     kls, ents, zs, vs, masks = [], [], [], [], []
-    for sl in _chunks(n, cfg.micro_batch_size):
+    chunks = list(_chunks(n, cfg.micro_batch_size))
+    for i, sl in enumerate(chunks):
         mb = rollout.select(sl)
-        mask = mb.response_mask
-        with models.policy() as policy:
-            logp, entropy = sequence_logprobs(policy, mb.input_ids, mb.attention_mask, mask, cfg.temperature,
-                                              return_entropy=True)
-        returns = kl_folded_returns(rewards[sl], logp.detach(), logp_anchor[sl], mask, cfg.beta,
-                                    cfg.kl_estimator)
-        loss = torch.zeros((), device=logp.device)
-        if cfg.baseline == "value":
-            values = value_positions(models.values(mb.input_ids, mb.attention_mask), mb.prompt_len,
-                                     mask.shape[1]).float()
-            vl = value_loss(values, returns, mask, num_tokens=value_tokens)
-            pl = policy_loss(logp, returns, values, mask, num_sequences=n)
-            loss = loss + vl
-            v_loss += float(vl.detach())
-            vs.append(values.detach())
-        else:
-            pl = policy_loss(logp, returns, seq_b[sl], mask, num_sequences=n)
-        loss = loss + pl
-        loss.backward()
-        p_loss += float(pl.detach())
-        kls.append(sequence_kl(logp.detach(), logp_anchor[sl], mask, cfg.kl_estimator))
-        ents.append(entropy)
-        zs.append(returns)
-        masks.append(mask)
+        last = i == len(chunks) - 1  # DDP averages the accumulated gradients in the last backward only
+        sync = contextlib.nullcontext() if accelerator is None or last else accelerator.no_sync(learner)
+        with sync:
+            out = learner(mb, rewards[sl], logp_anchor[sl], seq_b[sl] if seq_b is not None else None, cfg, n,
+                          value_tokens)
+            if accelerator is not None:
+                accelerator.backward(out["loss"])
+            else:
+                out["loss"].backward()
+        p_loss += float(out["policy_loss"].detach())
+        if "value_loss" in out:
+            v_loss += float(out["value_loss"].detach())
+            vs.append(out["values"])
+        kls.append(sequence_kl(out["logp"], logp_anchor[sl], mb.response_mask, cfg.kl_estimator))
+        ents.append(out["entropy"])
+        zs.append(out["returns"])
+        masks.append(mb.response_mask)
     width = mask_all.shape[1]
     seq_kl = torch.cat(kls)
     z = torch.cat([_pad_to(t, width) for t in zs])
@@ -383,22 +414,6 @@ def make_optimizer(models, cfg: RLConfig):
     if VALUE in groups:
         param_groups.append({"params": groups[VALUE], "lr": cfg.value_lr, "name": VALUE})
     return adamw_with_warmup(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps)
-
-
-def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
-    """Average gradients over processes in one collective (accelerate's ``reduce`` of one flat buffer):
-    the loop calls sub-modules directly (sampler, anchor, learner), so there is no DDP wrapper to do it."""
-    if accelerator.num_processes <= 1:
-        return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = accelerator.reduce(torch.cat([p.grad.reshape(-1) for p in params]), reduction="mean")
-    offset = 0
-    for p in params:
-        n = p.grad.numel()
-        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
-        offset += n
 
 
 def _global_normalisers(rollout: Rollout, rewards: torch.Tensor, cfg: RLConfig, accelerator) -> dict[str, float]:
@@ -435,7 +450,6 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
     models.to(accelerator.device)
     models.eval()  # no dropout: the learner's distribution is the sampler's
     optimizer, scheduler = make_optimizer(models, cfg)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
     start_step = 0
     if run is not None and run.resumed_from is not None:
         state = load_trainer_state(run.resumed_from)
@@ -445,6 +459,9 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
         if accelerator.is_main_process:
             run.truncate_metrics_after(start_step, SAMPLES_FILE)
         log.info("resumed from %s (step %d)", run.resumed_from, start_step)
+    learner = Learner(models)
+    if world > 1:  # DistributedDataParallel (accelerate's): each step's last backward averages the gradients
+        learner = accelerator.prepare_model(learner, device_placement=False)
     timer = PhaseTimer(device=accelerator.device)
     reporter = Reporter(run, cfg.report_to, config_to_dict(cfg), enabled=accelerator.is_main_process)
     bar = progress_bar(accelerator.is_main_process and cfg.progress and run is not None, cfg.max_steps, start_step,
@@ -476,10 +493,10 @@ def train_rl(cfg: RLConfig, models, reward_fn: RewardFunction, prompts: Sequence
             with timer.phase("anchor"):
                 logp_anchor = anchor_logprobs(models, rollout, cfg.temperature, cfg.micro_batch_size)
             with timer.phase("learning"), _learning_mode(models, cfg.gradient_checkpointing):
-                stats = learn_from_rollout(models, rollout, rewards, logp_anchor, cfg,
+                stats = learn_from_rollout(models, rollout, rewards, logp_anchor, cfg, learner=learner,
+                                           accelerator=accelerator,
                                            **_global_normalisers(rollout, rewards, cfg, accelerator))
                 check_finite(step, policy_loss=stats.policy_loss, value_loss=stats.value_loss, kl=stats.kl)
-                _all_reduce_grads(params, accelerator)
                 norms = {}
                 if cfg.max_grad_norm > 0:
                     for g in optimizer.param_groups:
