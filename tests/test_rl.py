@@ -259,21 +259,31 @@ def test_nan_reward_stops_naming_the_step(tmp_path):
     assert [p.name for p in run.list_checkpoints()] == ["step-00000001"]
 
 
+def _length_reward(prompts, rollout):
+    """A dense reward (the response length): every episode moves the policy, unlike a rare target token."""
+    return rollout.response_mask.sum(-1).float()
+
+
 def test_resume_repeats_the_uninterrupted_run(tmp_path):
-    c4 = cfg(max_steps=4, save_every=2, keep_checkpoints=5)
+    # a warm-up longer than the first leg: the resumed run must continue the schedule, not restart it
+    c4 = cfg(max_steps=4, save_every=2, keep_checkpoints=5, warmup_steps=3)
     a = build_models(c4, tiny())
-    ha = train_rl(c4, a, TokenCountReward(TARGET), PROMPTS, IdTokenizer(), run=RunDir.prepare(tmp_path / "a"))
-    c2 = cfg(max_steps=2, save_every=2)
-    train_rl(c2, build_models(c2, tiny()), TokenCountReward(TARGET), PROMPTS, IdTokenizer(),
-             run=RunDir.prepare(tmp_path / "b"))
+    ha = train_rl(c4, a, _length_reward, PROMPTS, IdTokenizer(), run=RunDir.prepare(tmp_path / "a"))
+    c2 = cfg(max_steps=2, save_every=2, warmup_steps=3)
+    train_rl(c2, build_models(c2, tiny()), _length_reward, PROMPTS, IdTokenizer(), run=RunDir.prepare(tmp_path / "b"))
     b = build_models(c4, tiny())
-    hb = train_rl(c4, b, TokenCountReward(TARGET), PROMPTS, IdTokenizer(),
-                  run=RunDir.prepare(tmp_path / "b", resume=True))
+    hb = train_rl(c4, b, _length_reward, PROMPTS, IdTokenizer(), run=RunDir.prepare(tmp_path / "b", resume=True))
     # the history (and so the summary) covers the whole run: steps 1-2 come back from metrics.jsonl
     assert [r["step"] for r in hb] == [1, 2, 3, 4]
     assert [r["reward_mean"] for r in hb] == [r["reward_mean"] for r in ha]
-    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+    assert [r["lr"] for r in hb] == pytest.approx([r["lr"] for r in ha]) == [2e-2 / 3, 4e-2 / 3, 2e-2, 2e-2]
+    fresh = build_models(c4, tiny())
+    moved = 0
+    for (n, p), (_, q), (_, f) in zip(a.named_parameters(), b.named_parameters(), fresh.named_parameters(),
+                                      strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6, msg=n)
+        moved += not torch.equal(p, f)
+    assert moved > 0  # the run learned something, so equal weights mean an exact resume
 
 
 def test_resume_rewrites_samples_and_metrics_after_the_checkpoint(tmp_path):
