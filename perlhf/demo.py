@@ -297,7 +297,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                           *(["--judge-rm", str(judge_dir)] if judge_dir else []), "--task", cfg.task, *data,
                           "--split", "test", "--num-prompts", str(b.eval_prompts),
                           "--max-new-tokens", str(b.max_new_tokens), "--max-prompt-tokens", str(b.max_prompt_tokens),
-                          "--batch-size", "16", "--seed", str(cfg.seed), "--output", str(eval_out))
+                          "--batch-size", "16", "--seed", str(cfg.seed), "--output", str(eval_out),
+                          "--samples-out", str(runs / f"eval-{mode.slug}-answers.jsonl"))
             commands.append(_shown(cmd))
             rc = run_process(cmd, runs / f"eval-{mode.slug}.log")
             progress.end(name, "ok" if rc == 0 else "failed")
@@ -401,7 +402,8 @@ def render_demo_report(rows: list[dict[str, Any]], s: dict[str, Any]) -> str:
         "half, with its standard error. Memory: peak (CUDA allocator max, or the process's peak resident memory on CPU); "
         "speed-up: full fine-tuning's median step time over the mode's.", "",
         "Details: [reward models](rm/report.md), [RL](rl/report.md); every step's run folder and log are in "
-        "`runs/`.", "",
+        "`runs/`, and every judged answer with its judge and training-reward scores in "
+        "`runs/eval-<mode>-answers.jsonl`.", "",
         "## Commands", "", "```", *s["commands"], "```", "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()), "",
     ]

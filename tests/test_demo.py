@@ -73,3 +73,7 @@ def test_demo_quick_writes_report_with_numbers(task, tmp_path, shared_data_dir, 
             assert isinstance(row[key], float) and math.isfinite(row[key]), key
     lora = rows["lora:r8"]
     assert lora["rm_memory_pct_of_full"] > 0 and lora["rl_speedup"] > 0
+    for slug in ("full", "lora-r8"):  # every judged answer, with the scores behind the verdict
+        answers = [json.loads(line) for line in (out / "runs" / f"eval-{slug}-answers.jsonl").read_text().splitlines()]
+        assert len(answers) == report["budget"]["eval_prompts"]
+        assert all({"rl", "sft", "judge_rl", "judge_sft", "reward_rl", "reward_sft"} <= set(a) for a in answers)

@@ -358,10 +358,17 @@ def test_eval_takes_an_ensemble_as_judge_and_as_training_reward(ensemble_run, ti
                     report_to="none", mixed_precision="no", sample_every=0))
     cfg = EvalConfig(sft=str(tiny_env / "tiny"), rl=str(tmp_path / "rl"), judge_rm=str(out / "final"),
                      reward_model=str(out / "final"), task="jsonl", path=str(tiny_env / "pairs.jsonl"),
-                     num_prompts=4, max_new_tokens=4, max_prompt_tokens=32, output=str(tmp_path / "eval.json"))
+                     num_prompts=4, max_new_tokens=4, max_prompt_tokens=32, output=str(tmp_path / "eval.json"),
+                     samples_out=str(tmp_path / "answers.jsonl"))
     cfg.validate()
     report = run_eval(cfg)
     judge = report["judge_rm"]
+    # --samples-out: every judged answer with the scores the verdict came from
+    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 4
+    assert sum(a["judge_rl"] for a in answers) / 4 == pytest.approx(judge["mean_rl"])
+    assert sum(a["judge_rl"] > a["judge_sft"] for a in answers) / 4 == pytest.approx(judge["win"])
+    assert sum(a["reward_sft"] for a in answers) / 4 == pytest.approx(report["training_reward"]["mean_sft"])
     assert judge["judge"]["shares_backbone"] is True and judge["judge"]["shares_data"] is True
     assert judge["judge"]["test"] == summary["test"][judge["judge"]["metric"]]
     assert judge["win"] + judge["tie"] + judge["loss"] == pytest.approx(1.0)

@@ -41,7 +41,8 @@ class EvalConfig:
     dtype: str = option("float32", "weights dtype", choices=["float32", "bfloat16", "float16"])
     seed: int = option(0, "seed of the prompt subset and of sampling (the same for both policies)")
     output: str = option("eval.json", "where to write the JSON report")
-    samples_out: str | None = option(None, "also write every (context, RL answer, SFT answer) to this JSONL")
+    samples_out: str | None = option(None, "also write every (context, RL answer, SFT answer) to this JSONL, with each "
+                                     "answer's judge and training-reward scores")
 
     def validate(self) -> None:
         from perlhf.models.loading import portable_name

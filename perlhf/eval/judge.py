@@ -297,6 +297,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
         "empty_answers": {"sft": sum(not a.strip() for a in sft_answers), "rl": sum(not a.strip() for a in rl_answers)},
     }
     contexts = [list(p.messages) for p in prompts]
+    scores: dict[str, list[float]] = {}  # per answer, for --samples-out
 
     def rm_scores(folder: str, option: str) -> tuple[list[float], list[float]]:
         """(RL scores, SFT scores); an ensemble scores the members' mean."""
@@ -315,6 +316,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
 
     if cfg.judge_rm:
         a, b = rm_scores(cfg.judge_rm, "--judge-rm")
+        scores.update(judge_rl=a, judge_sft=b)
         rates = win_tie_loss(a, b, cfg.tie_margin)
         rate, se = win_rate(rates)
         checks = judge_independence(_reward_info(cfg.reward_model), _reward_info(cfg.judge_rm))
@@ -330,6 +332,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
                         checks["metric"], checks["test"])
     if cfg.reward_model:
         a, b = rm_scores(cfg.reward_model, "--reward-model")
+        scores.update(reward_rl=a, reward_sft=b)
         report["training_reward"] = {"folder": cfg.reward_model, "mean_rl": _mean(a), "mean_sft": _mean(b),
                                      "gain": _mean(a) - _mean(b), **win_tie_loss(a, b, cfg.tie_margin)}
     if cfg.judge_lm:
@@ -343,9 +346,9 @@ def run_eval(cfg: Any) -> dict[str, Any]:
                                "sft": api_call_stats(sft_answers, known)}
     if cfg.samples_out:
         with open(cfg.samples_out, "w", encoding="utf-8") as fh:
-            for p, a, b in zip(prompts, rl_answers, sft_answers, strict=True):
+            for i, (p, a, b) in enumerate(zip(prompts, rl_answers, sft_answers, strict=True)):
                 fh.write(dumps_json({"id": p.id, "context": _SANITIZE.sub(" ", _context_text(p.messages, 800)),
-                                     "rl": a, "sft": b}, indent=None) + "\n")
+                                     "rl": a, "sft": b, **{k: v[i] for k, v in scores.items()}}, indent=None) + "\n")
     atomic_write_json(cfg.output, report)
     return report
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The demo's RL step over seeds: how much of `perlhf demo`'s judge verdict is one seed's luck?
+# Reuses a finished demo's reward model and judge (reports/demo/runs/rm-lora-r8, rm-judge) and reruns
+# its RL (full and LoRA, the demo's exact options) and eval at other RL seeds; the eval seed stays 0,
+# so every policy is judged on the same 128 test prompts against the same starting-policy samples.
+#
+#   bash benchmarks/demo_seeds.sh [DEMO=reports/demo] [OUT=runs/demo-seeds] [SEEDS="1 2"]
+#   python benchmarks/demo_seeds_report.py reports/demo runs/demo-seeds     # the table over seeds
+#
+# About 11 min (full) and 8 min (LoRA) a seed on a 2-core CPU in fp32. Resumable: a finished step
+# (its summary or eval file exists) is skipped.
+set -euo pipefail
+DEMO=${1:-reports/demo}
+OUT=${2:-runs/demo-seeds}
+SEEDS=${3:-"1 2"}
+mkdir -p "$OUT"
+P="python -m perlhf"
+source "$(dirname "$0")/pipeline_step.sh"
+RM="$DEMO/runs/rm-lora-r8/final"
+JUDGE="$DEMO/runs/rm-judge/final"
+for f in "$RM" "$JUDGE"; do
+  [ -d "$f" ] || { echo "no $f: run perlhf demo --report-dir $DEMO first" >&2; exit 2; }
+done
+TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
+for seed in $SEEDS; do
+  for mode in full lora; do
+    if [ "$mode" = full ]; then MODE=(--mode full --learning-rate 5e-5)
+    else MODE=(--mode lora --lora-targets all-linear --lora-rank 8 --learning-rate 1e-3); fi
+    run="$OUT/rl-$mode-s$seed"
+    step "rl-$mode-s$seed" "$run/summary.json" $P rl --policy smollm2-135m --reward-model "$RM" "${TASK[@]}" \
+      --max-steps 20 --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 24 --max-prompts 80 \
+      --baseline rloo --mixed-precision no --report-to none --progress false "${MODE[@]}" --seed "$seed" \
+      --output-dir "$run" --overwrite
+    rm -rf "$run/checkpoints"
+    step "eval-$mode-s$seed" "$OUT/eval-$mode-s$seed.json" $P eval --sft smollm2-135m --rl "$run" \
+      --reward-model "$RM" --judge-rm "$JUDGE" "${TASK[@]}" --split test --num-prompts 128 \
+      --max-new-tokens 24 --batch-size 16 --seed 0 --output "$OUT/eval-$mode-s$seed.json" \
+      --samples-out "$OUT/eval-$mode-s$seed-answers.jsonl"
+  done
+done
+echo "all done: $OUT"
