@@ -285,7 +285,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             progress.end(name, res.status)
             rl_results.append(res)
             commands.append(res.command)
-        # 4. Each RL policy against the SFT policy on held-out prompts, under the judge.
+        # 4. Each RL policy against the SFT policy on held-out prompts, under the judge. Every eval after the
+        #    first judges against the first one's SFT answers (the same answers, not generated again).
+        first_eval: Path | None = None
         for mode, res in zip(modes, rl_results, strict=True):
             name = f"eval {'full' if mode.rank is None else 'lora'}"
             progress.begin(name)
@@ -298,11 +300,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                           "--split", "test", "--num-prompts", str(b.eval_prompts),
                           "--max-new-tokens", str(b.max_new_tokens), "--max-prompt-tokens", str(b.max_prompt_tokens),
                           "--batch-size", "16", "--seed", str(cfg.seed), "--output", str(eval_out),
-                          "--samples-out", str(runs / f"eval-{mode.slug}-answers.jsonl"))
+                          "--samples-out", str(runs / f"eval-{mode.slug}-answers.jsonl"),
+                          *(["--sft-answers-from", str(first_eval)] if first_eval else []))
             commands.append(_shown(cmd))
             rc = run_process(cmd, runs / f"eval-{mode.slug}.log")
             progress.end(name, "ok" if rc == 0 else "failed")
             if rc == 0 and eval_out.exists():
+                first_eval = first_eval or eval_out
                 evals[mode.name] = json.loads(eval_out.read_text())
                 res.quality.update(_eval_quality(evals[mode.name]))
             else:

@@ -77,3 +77,7 @@ def test_demo_quick_writes_report_with_numbers(task, tmp_path, shared_data_dir, 
         answers = [json.loads(line) for line in (out / "runs" / f"eval-{slug}-answers.jsonl").read_text().splitlines()]
         assert len(answers) == report["budget"]["eval_prompts"]
         assert all({"rl", "sft", "judge_rl", "judge_sft", "reward_rl", "reward_sft"} <= set(a) for a in answers)
+    # both RL policies are judged against one set of SFT answers: the second eval reuses the first's
+    assert "sft_answers_from" not in report["eval"]["full"]
+    assert report["eval"]["lora:r8"]["sft_answers_from"] == report["eval"]["full"]["samples_out"]
+    assert report["eval"]["lora:r8"]["judge_rm"]["mean_sft"] == report["eval"]["full"]["judge_rm"]["mean_sft"]

@@ -3,6 +3,7 @@ backbone, scoring with one backbone in memory, RL with each aggregate, and the b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -342,9 +343,10 @@ def test_an_ensemble_on_other_base_weights_is_refused_shared_and_loaded_separate
             assert reward.placement == "separate" and len(reward.members) == K
 
 
-def test_eval_takes_an_ensemble_as_judge_and_as_training_reward(ensemble_run, tiny_env, tmp_path):
+def test_eval_takes_an_ensemble_as_judge_and_as_training_reward(ensemble_run, tiny_env, tmp_path, monkeypatch):
     """`perlhf eval --judge-rm <ensemble final/>`: the members' mean judges; the ensemble's own test figure
     (written beside it) decides whether it is strong enough; sharing weights and data is flagged."""
+    import perlhf.eval.judge as judge_module
     from perlhf.eval.cli import EvalConfig
     from perlhf.eval.judge import run_eval
     from perlhf.train.rl import RLConfig, run_rl
@@ -373,3 +375,20 @@ def test_eval_takes_an_ensemble_as_judge_and_as_training_reward(ensemble_run, ti
     assert judge["judge"]["test"] == summary["test"][judge["judge"]["metric"]]
     assert judge["win"] + judge["tie"] + judge["loss"] == pytest.approx(1.0)
     assert report["training_reward"]["mean_rl"] == pytest.approx(judge["mean_rl"])  # the same ensemble
+
+    # --sft-answers-from: a second eval judges against the first one's SFT answers, not new ones
+    again = dataclasses.replace(cfg, output=str(tmp_path / "eval2.json"), samples_out=str(tmp_path / "answers2.jsonl"),
+                                sft_answers_from=str(tmp_path / "eval.json"))
+    calls = []
+    real = judge_module.generate_answers
+    monkeypatch.setattr(judge_module, "generate_answers", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    second = run_eval(again)
+    assert len(calls) == 1  # the RL policy only
+    assert [json.loads(x)["sft"] for x in (tmp_path / "answers2.jsonl").read_text().splitlines()] == \
+        [a["sft"] for a in answers]
+    assert second["judge_rm"]["mean_sft"] == pytest.approx(judge["mean_sft"])
+    assert second["sft_answers_from"] == str((tmp_path / "answers.jsonl").resolve())
+    other = dataclasses.replace(again, temperature=0.9, output=str(tmp_path / "eval3.json"))
+    with pytest.raises(UserError, match=r"eval\.json.*temperature 0\.7 there, 0\.9 here"):
+        run_eval(other)
+    assert not (tmp_path / "eval3.json").exists()

@@ -100,3 +100,34 @@ def test_judge_independence_flags_shared_weights_data_and_weak_judges():
     weak_acc = {"base_fingerprint": "b", "extra": {"test": {"accuracy": 0.55, "n": 64}}}
     assert judge_independence(None, weak_acc)["too_weak"] is True  # 0.05 < 2 * sqrt(.2475/64) = 0.124
     assert judge_independence(None, {"base_fingerprint": "b"})["too_weak"] is True  # unknown strength
+
+
+def test_reused_sft_answers_check_settings_prompts_and_file(tmp_path):
+    """`--sft-answers-from`: an earlier eval's SFT answers are reused only for the same settings and prompts,
+    and every refusal names the file at fault."""
+    import json
+
+    from perlhf.eval.judge import SFT_ANSWER_KEYS, reused_sft_answers
+
+    settings = {k: k for k in SFT_ANSWER_KEYS}
+    samples = tmp_path / "answers.jsonl"
+    samples.write_text("".join(json.dumps({"id": i, "sft": f"answer {i}", "rl": "x"}) + "\n" for i in ("a", "b")))
+    report = tmp_path / "eval.json"
+    report.write_text(json.dumps({**settings, "samples_out": str(samples)}))
+    assert reused_sft_answers(report, settings, ["a", "b"]) == (["answer a", "answer b"], str(samples))
+    with pytest.raises(UserError, match=r"eval\.json.*seed 'seed' there, 1 here"):
+        reused_sft_answers(report, {**settings, "seed": 1}, ["a", "b"])
+    with pytest.raises(UserError, match=r"answers\.jsonl.*other prompts"):
+        reused_sft_answers(report, settings, ["b", "a"])  # the same prompts in another order
+    report.write_text(json.dumps(settings))
+    with pytest.raises(UserError, match="without --samples-out"):
+        reused_sft_answers(report, settings, ["a", "b"])
+    report.write_text(json.dumps({**settings, "samples_out": str(tmp_path / "gone.jsonl")}))
+    with pytest.raises(UserError, match=r"gone\.jsonl cannot be read"):
+        reused_sft_answers(report, settings, ["a", "b"])
+    samples.write_text('{"id": "a", "sft": "fine"}\nnot json\n')
+    report.write_text(json.dumps({**settings, "samples_out": str(samples)}))
+    with pytest.raises(UserError, match=r"answers\.jsonl line 2"):
+        reused_sft_answers(report, settings, ["a", "b"])
+    with pytest.raises(UserError, match=r"missing\.json: cannot read"):
+        reused_sft_answers(tmp_path / "missing.json", settings, ["a"])

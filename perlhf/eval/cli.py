@@ -43,6 +43,9 @@ class EvalConfig:
     output: str = option("eval.json", "where to write the JSON report")
     samples_out: str | None = option(None, "also write every (context, RL answer, SFT answer) to this JSONL, with each "
                                      "answer's judge and training-reward scores")
+    sft_answers_from: str | None = option(None, "the JSON report of an earlier `perlhf eval` with the same SFT policy, prompts "
+                                          "and sampling options, run with --samples-out: judge against its SFT answers "
+                                          "instead of generating them again (several RL policies, one set of SFT answers)")
 
     def validate(self) -> None:
         from perlhf.models.loading import portable_name

@@ -56,6 +56,49 @@ def win_rate(rates: dict[str, float]) -> tuple[float, float]:
     return w, ((second - w * w) / n) ** 0.5 if n else float("nan")
 
 
+# What an earlier eval's SFT answers depend on: reusing them (``--sft-answers-from``) needs all of these equal.
+SFT_ANSWER_KEYS = ("task", "path", "split", "sft", "prompts", "max_prompt_tokens", "max_new_tokens", "temperature", "seed",
+                   "batch_size", "dtype")  # the batch size too: each generation batch is seeded by its start
+
+
+def reused_sft_answers(report_file: str | Path, expected: dict[str, Any], ids: Sequence[str]) -> tuple[list[str], str]:
+    """The SFT answers of an earlier ``perlhf eval`` (its JSON report and the ``--samples-out`` file it names),
+    in the order of ``ids``, and that file's path; a :class:`UserError` naming the file and what differs when
+    the earlier run answered other prompts or sampled with other options."""
+    where = f"--sft-answers-from {report_file}"
+    try:
+        earlier = json.loads(Path(report_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{where}: cannot read it as a `perlhf eval` JSON report ({exc})") from None
+    if not isinstance(earlier, dict):
+        raise UserError(f"{where}: not a `perlhf eval` JSON report")
+    differ = [f"{k} {earlier.get(k)!r} there, {expected[k]!r} here" for k in SFT_ANSWER_KEYS
+              if earlier.get(k) != expected[k]]
+    if differ:
+        raise UserError(f"{where}: its SFT answers came from other settings ({'; '.join(differ)}); "
+                        "run this eval with the same options, or without --sft-answers-from")
+    samples = earlier.get("samples_out")
+    if not samples:
+        raise UserError(f"{where}: that eval ran without --samples-out, so its answers were not kept")
+    kept: list[tuple[str, str]] = []
+    try:
+        with open(samples, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    rec = json.loads(line)
+                    kept.append((str(rec["id"]), str(rec["sft"])))
+                except (ValueError, KeyError, TypeError):
+                    raise UserError(f"{samples} line {n}: not an answer record of `perlhf eval --samples-out` "
+                                    f"(named by {where})") from None
+    except OSError as exc:
+        raise UserError(f"{where}: its answers file {samples} cannot be read ({exc.strerror}); "
+                        "was it moved or deleted?") from None
+    if [i for i, _ in kept] != [str(i) for i in ids]:
+        raise UserError(f"{samples} (named by {where}): holds answers to other prompts than this eval's "
+                        f"{len(ids)} ({len(kept)} answers there); was it overwritten by another eval?")
+    return [a for _, a in kept], str(samples)
+
+
 def _shards_overlap(a: str | None, b: str | None) -> bool:
     if not a or not b or a == "all" or b == "all":
         return True
@@ -258,7 +301,7 @@ _SANITIZE = re.compile(r"\s+")
 def run_eval(cfg: Any) -> dict[str, Any]:
     """``perlhf eval``: see the module docstring. Writes ``cfg.output`` (JSON) and returns the report."""
     from perlhf.data import load_task, prompts_of
-    from perlhf.io import atomic_write_json, dumps_json
+    from perlhf.io import atomic_write_json, atomic_write_text, dumps_json
     from perlhf.models import load_causal_lm, load_tokenizer, torch_dtype
     from perlhf.models.ensemble import EnsembleInfo, is_ensemble, load_ensemble
     from perlhf.models.heads import RewardInfo, load_reward_model, load_tokenizer_for
@@ -284,18 +327,28 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     eos = policy_eos_ids(tokenizer)
     gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size,
                seed=cfg.seed, eos_token_ids=eos)
+    report: dict[str, Any] = {
+        "task": cfg.task, "path": cfg.path, "split": cfg.split, "prompts": len(ids), "sft": cfg.sft, "rl": cfg.rl,
+        "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens,
+        "max_prompt_tokens": cfg.max_prompt_tokens, "seed": cfg.seed, "batch_size": cfg.batch_size, "dtype": cfg.dtype,
+    }
+    reused = None
+    if cfg.sft_answers_from:  # checked before any model is loaded
+        reused = reused_sft_answers(cfg.sft_answers_from, report, [p.id for p in prompts])
     sft = load_causal_lm(cfg.sft, dtype=dtype)
     rl = load_rl_policy(cfg.rl, cfg.sft, dtype)
-    log.info("generating %d answers with each policy", len(ids))
-    sft_answers, _ = generate_answers(sft, tokenizer, ids, **gen)
+    if reused:
+        sft_answers, report["sft_answers_from"] = reused
+        log.info("SFT answers from %s; generating %d answers with the RL policy", reused[1], len(ids))
+    else:
+        log.info("generating %d answers with each policy", len(ids))
+        sft_answers, _ = generate_answers(sft, tokenizer, ids, **gen)
     rl_answers, rl_rollouts = generate_answers(rl, tokenizer, ids, **gen)
-    report: dict[str, Any] = {
-        "task": cfg.task, "split": cfg.split, "prompts": len(ids), "sft": cfg.sft, "rl": cfg.rl,
-        "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens,
+    report.update({
         "kl_rl_to_sft": kl_to_reference(rl, sft, rl_rollouts, cfg.temperature),
         "response_chars": {"sft": _mean_len(sft_answers), "rl": _mean_len(rl_answers)},
         "empty_answers": {"sft": sum(not a.strip() for a in sft_answers), "rl": sum(not a.strip() for a in rl_answers)},
-    }
+    })
     contexts = [list(p.messages) for p in prompts]
     scores: dict[str, list[float]] = {}  # per answer, for --samples-out
 
@@ -345,10 +398,11 @@ def run_eval(cfg: Any) -> dict[str, Any]:
         report["api_calls"] = {"known_apis": len(known), "rl": api_call_stats(rl_answers, known),
                                "sft": api_call_stats(sft_answers, known)}
     if cfg.samples_out:
-        with open(cfg.samples_out, "w", encoding="utf-8") as fh:
-            for i, (p, a, b) in enumerate(zip(prompts, rl_answers, sft_answers, strict=True)):
-                fh.write(dumps_json({"id": p.id, "context": _SANITIZE.sub(" ", _context_text(p.messages, 800)),
-                                     "rl": a, "sft": b, **{k: v[i] for k, v in scores.items()}}, indent=None) + "\n")
+        report["samples_out"] = str(Path(cfg.samples_out).resolve())
+        atomic_write_text(cfg.samples_out, "".join(
+            dumps_json({"id": p.id, "context": _SANITIZE.sub(" ", _context_text(p.messages, 800)), "rl": a, "sft": b,
+                        **{k: v[i] for k, v in scores.items()}}, indent=None) + "\n"
+            for i, (p, a, b) in enumerate(zip(prompts, rl_answers, sft_answers, strict=True))))
     atomic_write_json(cfg.output, report)
     return report
 
