@@ -32,25 +32,29 @@ def run_row(eval_path: Path, rl_dir: Path) -> dict[str, Any]:
 
 
 def collect(demo: Path, out: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """{configuration: {seed: row}}. The demo's own runs are seed 0 of `full` and `lora` (marked `demo`);
+    the others are OUT/eval-<configuration>-s<seed>.json beside OUT/rl-<configuration>-s<seed>/, where the
+    configuration is `full` or `lora` (benchmarks/demo_seeds.sh) or e.g. `full-lr3e-5` (demo_rl_sweep.sh)."""
     runs: dict[str, dict[int, dict[str, Any]]] = {"full": {}, "lora": {}}
     demo_names = {"full": "full", "lora": "lora-r8"}
     for mode, name in demo_names.items():
         if (demo / "runs" / f"eval-{name}.json").exists():
-            runs[mode][0] = run_row(demo / "runs" / f"eval-{name}.json", demo / "runs" / f"rl-{name}")
+            runs[mode][0] = {**run_row(demo / "runs" / f"eval-{name}.json", demo / "runs" / f"rl-{name}"), "demo": True}
     for path in sorted(out.glob("eval-*-s*.json")):
-        mode, seed = path.stem.split("-")[1], int(path.stem.rsplit("-s", 1)[1])
-        runs[mode][seed] = run_row(path, out / f"rl-{mode}-s{seed}")
-    return runs
+        config, seed = path.stem.removeprefix("eval-").rsplit("-s", 1)
+        runs.setdefault(config, {})[int(seed)] = {**run_row(path, out / f"rl-{config}-s{seed}"),
+                                                  "split": json.loads(path.read_text()).get("split")}
+    return {k: v for k, v in runs.items() if v}
 
 
 def render(runs: dict[str, dict[int, dict[str, Any]]], demo: Path) -> str:
-    lines = ["| mode | RL seed | judge win rate vs start ± SE | training RM win rate | training reward, steps 1-5 -> 16-20 | KL at eval |",
+    lines = ["| configuration | RL seed | judge win rate vs start ± SE | training RM win rate | training reward, steps 1-5 -> 16-20 | KL at eval |",
              "|---|---|---|---|---|---|"]
     for mode, by_seed in runs.items():
         for seed, r in sorted(by_seed.items()):
-            lines.append(f"| {mode} | {seed}{' (the demo)' if seed == 0 else ''} | {r['judge']:.3f} ± {r['judge_se']:.3f} | "
+            lines.append(f"| {mode} | {seed}{' (the demo)' if r.get('demo') else ''} | {r['judge']:.3f} ± {r['judge_se']:.3f} | "
                          f"{r['own']:.3f} | {r['reward_first5']:+.2f} -> {r['reward_last5']:+.2f} | {r['kl']:.1f} |")
-    lines += ["", "| mode | seeds | mean judge win rate ± SE of the mean | seeds at or above 0.65 | lowest |", "|---|---|---|---|---|"]
+    lines += ["", "| configuration | seeds | mean judge win rate ± SE of the mean | seeds at or above 0.65 | lowest |", "|---|---|---|---|---|"]
     for mode, by_seed in runs.items():
         wins = [r["judge"] for r in by_seed.values()]
         if not wins:
@@ -61,6 +65,8 @@ def render(runs: dict[str, dict[int, dict[str, Any]]], demo: Path) -> str:
     meta = json.loads((demo / "report.json").read_text()) if (demo / "report.json").exists() else {}
     if meta:
         lines += ["", f"Machine of the demo run: {meta.get('machine')}; precision: {meta.get('mixed_precision')}."]
+    splits = sorted({r.get("split") or "test" for by_seed in runs.values() for r in by_seed.values()})
+    lines.append(f"Prompts judged: 128 of the {' and '.join(splits)} split (eval seed 0: the same prompts in every row).")
     aucs = {r["judge_auc"] for by_seed in runs.values() for r in by_seed.values()}
     lines.append(f"Judge (one model for every row): test AUC {', '.join(f'{a:.3f}' for a in sorted(aucs))}.")
     return "\n".join(lines) + "\n"
