@@ -69,3 +69,35 @@ def test_apply_lora_freezes_base():
     assert trainable and all("lora_" in n for n in trainable)
     assert {n.split(".")[-4] for n in trainable} == {"q_proj", "k_proj", "v_proj", "o_proj"}
     assert peft_model.peft_config["default"].lora_alpha == 4.0
+
+
+def test_adapters_save_without_asking_the_hub(tmp_path, monkeypatch):
+    """peft's default save asks the hub for the base's config when the base is a hub name (a wait, or a
+    warning, offline); perlhf's save does not, and still writes a standard adapter that loads back."""
+    import peft.utils.save_and_load as peft_save
+    import torch
+    from peft import PeftModel
+
+    from perlhf.models.lora import save_adapter
+
+    asked = []
+    monkeypatch.setattr(peft_save, "check_file_exists_on_hf_hub", lambda *a, **k: asked.append(a) or None)
+    model = apply_lora(make_tiny_causal_lm(64, seed=0, hidden_size=32, num_layers=2, intermediate_size=64),
+                       LoraOptions(rank=2, targets="all-linear"))
+    model.peft_config["default"].base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model.save_pretrained(str(tmp_path / "peft-default"))
+    assert asked  # the check that the test watches is the one peft makes
+    asked.clear()
+    save_adapter(model, str(tmp_path / "ours"))
+    assert not asked
+    assert (tmp_path / "ours" / "adapter_model.safetensors").is_file()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.01)
+    save_adapter(model, str(tmp_path / "ours"))
+    again = PeftModel.from_pretrained(make_tiny_causal_lm(64, seed=0, hidden_size=32, num_layers=2,
+                                                          intermediate_size=64), str(tmp_path / "ours"))
+    ids = torch.arange(8).unsqueeze(0)
+    model.eval(), again.eval()
+    assert torch.allclose(again(ids).logits, model(ids).logits)

@@ -51,7 +51,7 @@ import torch.nn as nn
 from perlhf.errors import UserError
 from perlhf.io import atomic_write_json
 from perlhf.models.heads import RewardModel, ScalarHead, hidden_size_of
-from perlhf.models.lora import LoraOptions, lora_config
+from perlhf.models.lora import LoraOptions, lora_config, save_adapter
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +238,11 @@ class SharedBackbone(nn.Module):
     # -- saving ------------------------------------------------------------------------------
     def save(self, folder: str | Path, *, tokenizer: Any | None = None) -> None:
         folder = Path(folder)
-        self.peft.save_pretrained(str(folder), selected_adapters=[POLICY], safe_serialization=True)
+        save_adapter(self.peft, str(folder), selected_adapters=[POLICY])
         # peft writes a non-default adapter under a sub-folder of its name
         _flatten_adapter_dir(folder, POLICY)
         if self.value_head is not None:
-            self.peft.save_pretrained(str(folder), selected_adapters=[VALUE], safe_serialization=True)
+            save_adapter(self.peft, str(folder), selected_adapters=[VALUE])
             _flatten_adapter_dir(folder, VALUE)
             self.value_head.save(folder / VALUE)
         if tokenizer is not None:

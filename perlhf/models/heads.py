@@ -38,6 +38,7 @@ import torch.nn as nn
 
 from perlhf.errors import UserError
 from perlhf.io import atomic_write_json
+from perlhf.models.lora import save_adapter
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +299,10 @@ def save_reward_model(model: RewardModel, folder: str | os.PathLike, info: Rewar
 
     folder = Path(folder)
     with atomic_directory(folder) as tmp:
-        model.backbone.save_pretrained(str(tmp))
+        if hasattr(model.backbone, "peft_config"):
+            save_adapter(model.backbone, str(tmp))
+        else:
+            model.backbone.save_pretrained(str(tmp))
         model.head.save(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))

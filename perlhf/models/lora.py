@@ -145,3 +145,19 @@ def apply_lora(model: nn.Module, opts: LoraOptions, adapter_name: str = "default
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5; not ours to fix
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config, adapter_name=adapter_name)
+
+
+def save_adapter(model: nn.Module, folder: str, **kwargs) -> None:
+    """``model.save_pretrained`` of a peft model, in safetensors, without peft's network lookup.
+
+    With ``save_embedding_layers="auto"``, peft asks the Hugging Face hub for the base model's config
+    on every save whose base is a hub name, to see whether the vocabulary grew. perlhf never resizes
+    the embeddings, so unless an adapter targets the embeddings or the LM head (saved then, as peft
+    would), they are not saved and the hub is not asked: offline or firewalled machines do not wait
+    on it."""
+    from peft.utils.constants import EMBEDDING_LAYER_NAMES
+
+    targets = {str(t) for cfg in model.peft_config.values() for t in (cfg.target_modules or [])}
+    embedding = any(name in t for t in targets for name in EMBEDDING_LAYER_NAMES)
+    model.save_pretrained(folder, safe_serialization=True, save_embedding_layers="auto" if embedding else False,
+                          **kwargs)

@@ -33,6 +33,7 @@ from perlhf.errors import UserError
 from perlhf.faults import crash_point
 from perlhf.io import atomic_directory
 from perlhf.models.loading import write_plain_model
+from perlhf.models.lora import save_adapter
 from perlhf.runs import (
     Reporter,
     RunDir,
@@ -222,7 +223,7 @@ def is_peft(model: torch.nn.Module) -> bool:
 def save_trainable(model: torch.nn.Module, folder: Path) -> None:
     """Adapter (PEFT format) for LoRA, full weights (safetensors) for full tuning."""
     if is_peft(model):
-        model.save_pretrained(folder / "adapter", safe_serialization=True)
+        save_adapter(model, str(folder / "adapter"))
     else:
         from safetensors.torch import save_model
 
