@@ -89,7 +89,7 @@ def baselines(found: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
 def targets(stats: dict[str, tuple], lora: str, full: str) -> list[str]:
     if lora not in stats or full not in stats:
         return [f"Targets not judged: {lora} and {full} both need finished runs."]
-    (lm, lse, lk, lv), (fm, fse, fk, fv) = stats[lora][:4], stats[full][:4]
+    (lm, lse, lk, _), (fm, fse, fk, _) = stats[lora][:4], stats[full][:4]
     gap, gap_se = lm - fm, math.sqrt(lse ** 2 + fse ** 2) if lk > 1 and fk > 1 else float("nan")
 
     def mark(ok: bool) -> str:
