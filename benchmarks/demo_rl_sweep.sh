@@ -23,31 +23,11 @@ source "$(dirname "$0")/pipeline_step.sh"
 TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
 RMA=("${TASK[@]}" --model smollm2-135m --max-steps 40 --batch-size 16 --eval-every 20 --max-eval-examples 256
      --max-train-examples 2000 --max-response-tokens 40 --report-to none --mixed-precision no --progress false)
-RM="$OUT/runs/rm-lora-r8/final"
-JUDGE="$OUT/runs/rm-judge/final"
 step rm "$OUT/runs/rm-lora-r8/summary.json" $P rm train "${RMA[@]}" --seed 0 --train-shard 1/2 --learning-rate 1e-3 --lora-targets all-linear \
   --mode lora --lora-rank 8 --output-dir "$OUT/runs/rm-lora-r8" --overwrite
 step judge "$OUT/runs/rm-judge/summary.json" $P rm train "${RMA[@]}" --train-shard 2/2 --seed 1 --model minilm-l6 --learning-rate 1e-4 \
   --warmup-steps 5 --batch-size 32 --max-steps 60 --max-eval-examples 512 --mode full \
   --output-dir "$OUT/runs/rm-judge" --overwrite
 rm -rf "$OUT/runs/rm-lora-r8/checkpoints" "$OUT/runs/rm-judge/checkpoints"
-for config in $CONFIGS; do
-  IFS=: read -r mode lr beta <<< "$config"
-  if [ "$mode" = full ]; then MODE=(--mode full)
-  else MODE=(--mode lora --lora-targets all-linear --lora-rank 8); fi
-  name="$mode-lr$lr${beta:+-beta$beta}"
-  for seed in $SEEDS; do
-    run="$OUT/rl-$name-s$seed"
-    step "rl-$name-s$seed" "$run/summary.json" $P rl --policy smollm2-135m --reward-model "$RM" "${TASK[@]}" \
-      --max-steps 20 --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 24 --max-prompts 80 \
-      --baseline rloo --mixed-precision no --report-to none --progress false "${MODE[@]}" --learning-rate "$lr" \
-      ${beta:+--beta "$beta"} --seed "$seed" --output-dir "$run" --overwrite
-    rm -rf "$run/checkpoints"
-    step "eval-$name-s$seed" "$OUT/eval-$name-s$seed.json" $P eval --sft smollm2-135m --rl "$run" \
-      --reward-model "$RM" --judge-rm "$JUDGE" "${TASK[@]}" --split validation --num-prompts 128 \
-      --max-new-tokens 24 --batch-size 16 --seed 0 --output "$OUT/eval-$name-s$seed.json" \
-      --samples-out "$OUT/eval-$name-s$seed-answers.jsonl"
-    rm -rf "$run/final"   # the policy's weights (up to 0.5 GB): judged, no longer needed
-  done
-done
-echo "all done: $OUT"
+# 2. the demo's RL and eval per configuration and seed, on validation prompts (benchmarks/demo_seeds.sh)
+CONFIGS="$CONFIGS" SPLIT=validation DROP_WEIGHTS=1 bash "$(dirname "$0")/demo_seeds.sh" "$OUT" "$OUT" "$SEEDS"

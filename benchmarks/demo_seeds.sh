@@ -22,20 +22,28 @@ for f in "$RM" "$JUDGE"; do
   [ -d "$f" ] || { echo "no $f: run perlhf demo --report-dir $DEMO first" >&2; exit 2; }
 done
 TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
+# CONFIGS: mode[:learning-rate[:beta]] each; a bare mode is the demo's own setting (run names rl-<mode>-s<seed>),
+# a rate names the run rl-<mode>-lr<rate>[-beta<beta>]-s<seed> (benchmarks/demo_rl_sweep.sh). SPLIT: the
+# prompts judged (test; the sweep uses validation). DROP_WEIGHTS=1 deletes each policy once judged.
+CONFIGS=${CONFIGS:-"full lora"}
+SPLIT=${SPLIT:-test}
 for seed in $SEEDS; do
-  for mode in full lora; do
-    if [ "$mode" = full ]; then MODE=(--mode full --learning-rate 5e-5)
-    else MODE=(--mode lora --lora-targets all-linear --lora-rank 8 --learning-rate 1e-3); fi
-    run="$OUT/rl-$mode-s$seed"
-    step "rl-$mode-s$seed" "$run/summary.json" $P rl --policy smollm2-135m --reward-model "$RM" "${TASK[@]}" \
+  for config in $CONFIGS; do
+    IFS=: read -r mode lr beta <<< "$config"
+    if [ "$mode" = full ]; then MODE=(--mode full); default_lr=5e-5
+    else MODE=(--mode lora --lora-targets all-linear --lora-rank 8); default_lr=1e-3; fi
+    name="$mode${lr:+-lr$lr}${beta:+-beta$beta}"
+    run="$OUT/rl-$name-s$seed"
+    step "rl-$name-s$seed" "$run/summary.json" $P rl --policy smollm2-135m --reward-model "$RM" "${TASK[@]}" \
       --max-steps 20 --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 24 --max-prompts 80 \
-      --baseline rloo --mixed-precision no --report-to none --progress false "${MODE[@]}" --seed "$seed" \
-      --output-dir "$run" --overwrite
+      --baseline rloo --mixed-precision no --report-to none --progress false "${MODE[@]}" \
+      --learning-rate "${lr:-$default_lr}" ${beta:+--beta "$beta"} --seed "$seed" --output-dir "$run" --overwrite
     rm -rf "$run/checkpoints"
-    step "eval-$mode-s$seed" "$OUT/eval-$mode-s$seed.json" $P eval --sft smollm2-135m --rl "$run" \
-      --reward-model "$RM" --judge-rm "$JUDGE" "${TASK[@]}" --split test --num-prompts 128 \
-      --max-new-tokens 24 --batch-size 16 --seed 0 --output "$OUT/eval-$mode-s$seed.json" \
-      --samples-out "$OUT/eval-$mode-s$seed-answers.jsonl"
+    step "eval-$name-s$seed" "$OUT/eval-$name-s$seed.json" $P eval --sft smollm2-135m --rl "$run" \
+      --reward-model "$RM" --judge-rm "$JUDGE" "${TASK[@]}" --split "$SPLIT" --num-prompts 128 \
+      --max-new-tokens 24 --batch-size 16 --seed 0 --output "$OUT/eval-$name-s$seed.json" \
+      --samples-out "$OUT/eval-$name-s$seed-answers.jsonl"
+    if [ "${DROP_WEIGHTS:-0}" = 1 ]; then rm -rf "$run/final"; fi   # judged: its metrics and answers are kept
   done
 done
 echo "all done: $OUT"

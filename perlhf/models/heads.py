@@ -299,7 +299,7 @@ def save_reward_model(model: RewardModel, folder: str | os.PathLike, info: Rewar
 
     folder = Path(folder)
     with atomic_directory(folder) as tmp:
-        if hasattr(model.backbone, "peft_config"):
+        if model.is_lora:
             save_adapter(model.backbone, str(tmp))
         else:
             model.backbone.save_pretrained(str(tmp))
