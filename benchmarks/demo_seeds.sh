@@ -27,6 +27,7 @@ TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
 # prompts judged (test; the sweep uses validation). DROP_WEIGHTS=1 deletes each policy once judged.
 CONFIGS=${CONFIGS:-"full lora"}
 SPLIT=${SPLIT:-test}
+REUSE=""   # the first eval's report: later evals judge against its SFT answers (perlhf eval --sft-answers-from)
 for seed in $SEEDS; do
   for config in $CONFIGS; do
     IFS=: read -r mode lr beta <<< "$config"
@@ -42,7 +43,8 @@ for seed in $SEEDS; do
     step "eval-$name-s$seed" "$OUT/eval-$name-s$seed.json" $P eval --sft smollm2-135m --rl "$run" \
       --reward-model "$RM" --judge-rm "$JUDGE" "${TASK[@]}" --split "$SPLIT" --num-prompts 128 \
       --max-new-tokens 24 --batch-size 16 --seed 0 --output "$OUT/eval-$name-s$seed.json" \
-      --samples-out "$OUT/eval-$name-s$seed-answers.jsonl"
+      --samples-out "$OUT/eval-$name-s$seed-answers.jsonl" ${REUSE:+--sft-answers-from "$REUSE"}
+    REUSE=${REUSE:-"$OUT/eval-$name-s$seed.json"}
     if [ "${DROP_WEIGHTS:-0}" = 1 ]; then rm -rf "$run/final"; fi   # judged: its metrics and answers are kept
   done
 done

@@ -81,3 +81,8 @@ def test_demo_quick_writes_report_with_numbers(task, tmp_path, shared_data_dir, 
     assert "sft_answers_from" not in report["eval"]["full"]
     assert report["eval"]["lora:r8"]["sft_answers_from"] == report["eval"]["full"]["samples_out"]
     assert report["eval"]["lora:r8"]["judge_rm"]["mean_sft"] == report["eval"]["full"]["judge_rm"]["mean_sft"]
+    # the untrained model is scored once (full's run) and its baseline shown for both modes
+    rm_rows = {r["mode"]: r for r in report["rm"]}
+    assert rm_rows["lora:r8"]["baselines"]["untrained accuracy"] == rm_rows["full"]["baselines"]["untrained accuracy"]
+    summaries = {slug: json.loads((out / "runs" / f"rm-{slug}" / "summary.json").read_text()) for slug in ("full", "lora-r8")}
+    assert summaries["full"]["untrained"] and not summaries["lora-r8"]["untrained"]
