@@ -31,7 +31,7 @@ REUSE=""   # the first eval's report: later evals judge against its SFT answers 
 for seed in $SEEDS; do
   for config in $CONFIGS; do
     IFS=: read -r mode lr beta <<< "$config"
-    if [ "$mode" = full ]; then MODE=(--mode full); default_lr=5e-5
+    if [ "$mode" = full ]; then MODE=(--mode full); default_lr=3e-5
     else MODE=(--mode lora --lora-targets all-linear --lora-rank 8); default_lr=1e-3; fi
     name="$mode${lr:+-lr$lr}${beta:+-beta$beta}"
     run="$OUT/rl-$name-s$seed"

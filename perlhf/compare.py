@@ -213,6 +213,8 @@ def versions() -> dict[str, str]:
 def machine() -> str:
     import os
 
+    from perlhf.precision import cpu_flags
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -221,7 +223,14 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} CPU cores ({cpu})"
+    import torch
+
+    # the vector unit decides CPU speed, bf16 most of all: AVX2-only CPUs emulate it ~170x slower (precision.py)
+    isa = torch.backends.cpu.get_cpu_capability()
+    flags = cpu_flags() or set()
+    isa += ", AVX512_BF16" if "avx512_bf16" in flags else (", AMX" if "amx_bf16" in flags else ", no native bf16")
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{os.cpu_count()} CPU cores ({cpu}; {isa}){gpu}"
 
 
 def prepare_report_dir(path: Path, overwrite: bool) -> None:

@@ -124,3 +124,14 @@ def test_ctrl_c_keeps_finished_modes_in_the_report(tmp_path, tiny_env):
     assert status == {"full": "ok", "lora:r2": "interrupted"}
     assert (rep / "runs" / "rm-full" / "summary.json").exists()
     assert "interrupted" in (rep / "rm" / "report.md").read_text()
+
+
+def test_machine_names_the_vector_unit_and_bf16():
+    """Every report's machine line says what decides CPU speed: the ISA torch dispatches to, and native bf16."""
+    import torch
+
+    from perlhf.compare import machine
+
+    line = machine()
+    assert torch.backends.cpu.get_cpu_capability() in line
+    assert ("AVX512_BF16" in line) or ("AMX" in line) or ("no native bf16" in line)

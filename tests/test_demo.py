@@ -32,12 +32,16 @@ def test_main_table_ratios():
 def test_budgets_and_eta():
     assert QUICK.rm_steps < FULL.rm_steps and QUICK.rl_steps < FULL.rl_steps
     p = Progress(_plan(QUICK))
-    assert "after the first step" in p.eta_text()
+    assert "after the first training step" in p.eta_text()
+    update = p.begin("rm full")
+    update(1)  # the ETA starts within the first stage, from its share of the steps done
+    assert "ETA" in str(p.bar) and "min elapsed" in str(p.bar)
+    p.end("rm full", "done")
     p.done = p.total / 2
     assert "ETA" in p.eta_text()
-    p.begin("rm full")
+    p.begin("rm lora")
     assert "ETA" in str(p.bar)  # the bar shows the overall ETA, not only its own step count
-    p.end("rm full", "done")
+    p.end("rm lora", "done")
 
 
 def test_sentiment_budget_skips_sft_and_sets_per_mode_rates():
@@ -50,6 +54,7 @@ def test_sentiment_budget_skips_sft_and_sets_per_mode_rates():
     assert budget_for(DemoConfig(task="taskmaster-coffee")) is FULL
     assert _mode_args(cfg, "rl", Mode("lora:r8", 8)) == ["--learning-rate", "1e-3", "--lora-targets", "all-linear"]
     assert _mode_args(cfg, "rm", Mode("full", None)) == ["--learning-rate", "5e-5"]
+    assert _mode_args(cfg, "rl", Mode("full", None)) == ["--learning-rate", "3e-5"]  # demo_rl_sweep.sh's choice
     assert _mode_args(DemoConfig(task="taskmaster-coffee"), "rl", Mode("full", None)) == []
 
 
