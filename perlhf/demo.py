@@ -138,7 +138,8 @@ class Progress:
         def update(n: int) -> None:
             if self.bar is not None and step.steps and n > self.bar.n:
                 self.bar.update(min(n, step.steps) - self.bar.n)
-                self.bar.set_postfix_str(self.eta_text(step.weight * self.bar.n / step.steps))
+                if self.done > 0 or self.bar.n >= max(2, step.steps // 4):  # model loading skews the first steps
+                    self.bar.set_postfix_str(self.eta_text(step.weight * self.bar.n / step.steps))
 
         return update
 

@@ -34,7 +34,7 @@ def test_budgets_and_eta():
     p = Progress(_plan(QUICK))
     assert "after the first training step" in p.eta_text()
     update = p.begin("rm full")
-    update(1)  # the ETA starts within the first stage, from its share of the steps done
+    update(2)  # the ETA starts within the first stage, from its share of the steps done
     assert "ETA" in str(p.bar) and "min elapsed" in str(p.bar)
     p.end("rm full", "done")
     p.done = p.total / 2
