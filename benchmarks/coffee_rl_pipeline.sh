@@ -14,7 +14,8 @@
 #   another seed: it shares neither weights nor conversations with the reward model. `perlhf eval`
 #   reports its own test AUC and gives no verdict when it is within 2 SE of chance.
 # - RL: RLOO over 4 samples of 4 prompts per step (16 episodes), 32 new tokens, beta 0.05, the
-#   default learning rates (LoRA 1e-3, full 5e-5), LoRA and full from the same SFT model.
+#   learning rates LORA_LR=1e-3 and FULL_LR=5e-5 (the rates of the 2026-12-06 run; `perlhf rl`'s full
+#   default is 3e-5 since 2026-12-07), LoRA and full from the same SFT model.
 # - eval: 128 held-out (test) contexts, the judge's win / tie / loss of RL against SFT.
 # Every size can be set from the environment (a smoke test: SFT_STEPS=1 RM_STEPS=1 JUDGE_STEPS=1
 # RL_STEPS=1 MAX_EVAL=16 EVAL_PROMPTS=4). Each step is skipped when its output exists, so an
@@ -51,8 +52,8 @@ step judge "$OUT/judge/summary.json" $P rm train "${RM[@]}" --model minilm-l6 --
 RL=(--policy "$OUT/sft/merged" --reward-model "$OUT/rm/final" --task taskmaster-coffee "${CTX[@]}" "${QUIET[@]}"
     --baseline rloo --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 32 --max-steps "$RL_STEPS"
     --save-every 10 --sample-every 5 --seed 0)
-step rl-lora "$OUT/rl-lora/summary.json" $P rl "${RL[@]}" --mode lora --output-dir "$OUT/rl-lora" --overwrite
-step rl-full "$OUT/rl-full/summary.json" $P rl "${RL[@]}" --mode full --output-dir "$OUT/rl-full" --overwrite
+step rl-lora "$OUT/rl-lora/summary.json" $P rl "${RL[@]}" --mode lora --learning-rate "${LORA_LR:-1e-3}" --output-dir "$OUT/rl-lora" --overwrite
+step rl-full "$OUT/rl-full/summary.json" $P rl "${RL[@]}" --mode full --learning-rate "${FULL_LR:-5e-5}" --output-dir "$OUT/rl-full" --overwrite
 
 for mode in lora full; do
   step "eval-$mode" "$OUT/eval-$mode.json" $P eval --sft "$OUT/sft/merged" --rl "$OUT/rl-$mode" \

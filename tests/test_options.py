@@ -47,7 +47,7 @@ def test_each_stage_keeps_its_own_defaults():
     """The defaults a stage overrides (its learning rates, warm-up, checkpoint cadence, output folder)."""
     assert SFTConfig().warmup_steps == 10 and RewardConfig().warmup_steps == 0 and RLConfig().warmup_steps == 0
     assert (RewardConfig().lr, SFTConfig().lr, RLConfig().lr) == (1e-3, 1e-4, 1e-3)
-    assert (RewardConfig(mode="full").lr, SFTConfig(mode="full").lr, RLConfig(mode="full").lr) == (5e-5, 1e-5, 5e-5)
+    assert (RewardConfig(mode="full").lr, SFTConfig(mode="full").lr, RLConfig(mode="full").lr) == (5e-5, 1e-5, 3e-5)
     assert [c().save_every for c in STAGES.values()] == [0, 50, 25]
     assert [c().output_dir for c in STAGES.values()] == ["runs/rm", "runs/sft", "runs/rl"]
     assert [c().max_steps for c in STAGES.values()] == [200, 200, 100]
