@@ -213,7 +213,9 @@ def versions() -> dict[str, str]:
 def machine() -> str:
     import os
 
-    from perlhf.precision import cpu_flags
+    import torch
+
+    from perlhf.precision import NATIVE_CPU_FLAGS, cpu_flags
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -223,12 +225,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import torch
-
     # the vector unit decides CPU speed, bf16 most of all: AVX2-only CPUs emulate it ~170x slower (precision.py)
-    isa = torch.backends.cpu.get_cpu_capability()
-    flags = cpu_flags() or set()
-    isa += ", AVX512_BF16" if "avx512_bf16" in flags else (", AMX" if "amx_bf16" in flags else ", no native bf16")
+    native = [f.upper() for f in NATIVE_CPU_FLAGS if f in (cpu_flags() or set())]
+    isa = ", ".join([torch.backends.cpu.get_cpu_capability(), *(native or ["no native bf16"])])
     gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{os.cpu_count()} CPU cores ({cpu}; {isa}){gpu}"
 
