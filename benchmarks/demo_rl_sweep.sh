@@ -8,7 +8,7 @@
 #
 # 1. The demo's LoRA reward model and MiniLM judge, with the demo's exact commands (fp32), into
 #    OUT/runs/rm-lora-r8 and OUT/runs/rm-judge (skipped when a demo's are linked there).
-# 2. For each CONFIG (mode:learning-rate[:beta]) and seed: the demo's RL command (20 steps x 16 episodes,
+# 2. For each CONFIG (mode:learning-rate[:beta[:warm-up steps]], see demo_seeds.sh) and seed: the demo's RL command (20 steps x 16 episodes,
 #    RLOO, 24 new tokens), then `perlhf eval --split validation` on 128 prompts, eval seed 0, so every
 #    policy is judged on the same prompts against the same starting-policy answers.
 # About 7 min a run on a 2-core CPU in fp32. Resumable: a finished step is skipped. Each policy's

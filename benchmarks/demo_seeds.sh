@@ -22,23 +22,27 @@ for f in "$RM" "$JUDGE"; do
   [ -d "$f" ] || { echo "no $f: run perlhf demo --report-dir $DEMO first" >&2; exit 2; }
 done
 TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
-# CONFIGS: mode[:learning-rate[:beta]] each; a bare mode is the demo's own setting (run names rl-<mode>-s<seed>),
-# a rate names the run rl-<mode>-lr<rate>[-beta<beta>]-s<seed> (benchmarks/demo_rl_sweep.sh). SPLIT: the
+# CONFIGS: mode[:learning-rate[:beta[:warm-up steps]]] each. A bare mode is the demo's own setting (full: lr 3e-5,
+# 5 warm-up steps; lora: lr 1e-3, none; run names rl-<mode>-s<seed>). A setting names the run
+# rl-<mode>[-lr<rate>][-beta<beta>][-warm<steps>]-s<seed> (benchmarks/demo_rl_sweep.sh); its empty fields take
+# the demo's rate and beta but no warm-up (e.g. full:3e-5 has none, full:3e-5::5 has 5). SPLIT: the
 # prompts judged (test; the sweep uses validation). DROP_WEIGHTS=1 deletes each policy once judged.
 CONFIGS=${CONFIGS:-"full lora"}
 SPLIT=${SPLIT:-test}
 REUSE=""   # the first eval's report: later evals judge against its SFT answers (perlhf eval --sft-answers-from)
 for seed in $SEEDS; do
   for config in $CONFIGS; do
-    IFS=: read -r mode lr beta <<< "$config"
-    if [ "$mode" = full ]; then MODE=(--mode full); default_lr=3e-5
-    else MODE=(--mode lora --lora-targets all-linear --lora-rank 8); default_lr=1e-3; fi
-    name="$mode${lr:+-lr$lr}${beta:+-beta$beta}"
+    IFS=: read -r mode lr beta warm <<< "$config"
+    if [ "$mode" = full ]; then MODE=(--mode full); default_lr=3e-5; demo_warm=5
+    else MODE=(--mode lora --lora-targets all-linear --lora-rank 8); default_lr=1e-3; demo_warm=0; fi
+    warm_steps=${warm:-0}
+    if [ "$config" = "$mode" ]; then warm_steps=$demo_warm; fi   # a bare mode: the demo's own warm-up
+    name="$mode${lr:+-lr$lr}${beta:+-beta$beta}${warm:+-warm$warm}"
     run="$OUT/rl-$name-s$seed"
     step "rl-$name-s$seed" "$run/summary.json" $P rl --policy smollm2-135m --reward-model "$RM" "${TASK[@]}" \
       --max-steps 20 --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 24 --max-prompts 80 \
       --baseline rloo --mixed-precision no --report-to none --progress false "${MODE[@]}" \
-      --learning-rate "${lr:-$default_lr}" ${beta:+--beta "$beta"} --seed "$seed" --output-dir "$run" --overwrite
+      --learning-rate "${lr:-$default_lr}" ${beta:+--beta "$beta"} --warmup-steps "$warm_steps" --seed "$seed" --output-dir "$run" --overwrite
     rm -rf "$run/checkpoints"
     step "eval-$name-s$seed" "$OUT/eval-$name-s$seed.json" $P eval --sft smollm2-135m --rl "$run" \
       --reward-model "$RM" --judge-rm "$JUDGE" "${TASK[@]}" --split "$SPLIT" --num-prompts 128 \

@@ -59,8 +59,8 @@ def render(runs: dict[str, dict[int, dict[str, Any]]], demo: Path) -> str:
         wins = [r["judge"] for r in by_seed.values()]
         if not wins:
             continue
-        se = statistics.stdev(wins) / len(wins) ** 0.5 if len(wins) > 1 else float("nan")
-        lines.append(f"| {mode} | {len(wins)} | {statistics.fmean(wins):.3f} ± {se:.3f} | "
+        se = f" ± {statistics.stdev(wins) / len(wins) ** 0.5:.3f}" if len(wins) > 1 else " (one seed: no SE)"
+        lines.append(f"| {mode} | {len(wins)} | {statistics.fmean(wins):.3f}{se} | "
                      f"{sum(w >= TARGET for w in wins)} of {len(wins)} | {min(wins):.3f} |")
     meta = json.loads((demo / "report.json").read_text()) if (demo / "report.json").exists() else {}
     if meta:

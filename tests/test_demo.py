@@ -54,7 +54,8 @@ def test_sentiment_budget_skips_sft_and_sets_per_mode_rates():
     assert budget_for(DemoConfig(task="taskmaster-coffee")) is FULL
     assert _mode_args(cfg, "rl", Mode("lora:r8", 8)) == ["--learning-rate", "1e-3", "--lora-targets", "all-linear"]
     assert _mode_args(cfg, "rm", Mode("full", None)) == ["--learning-rate", "5e-5"]
-    assert _mode_args(cfg, "rl", Mode("full", None)) == ["--learning-rate", "3e-5"]  # demo_rl_sweep.sh's choice
+    # demo_rl_sweep.sh's choice: full RL warms up over 5 steps, LoRA and the reward models do not
+    assert _mode_args(cfg, "rl", Mode("full", None)) == ["--learning-rate", "3e-5", "--warmup-steps", "5"]
     assert _mode_args(DemoConfig(task="taskmaster-coffee"), "rl", Mode("full", None)) == []
 
 
