@@ -159,7 +159,7 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         done = self.done + partial
         if done <= 0:
-            return "overall ETA: after the first training step"
+            return "overall ETA: after the first few steps"
         remaining = elapsed / done * (self.total - done)
         return f"overall: {elapsed / 60:.1f} min elapsed, ETA {remaining / 60:.1f} min"
 

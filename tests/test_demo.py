@@ -32,7 +32,7 @@ def test_main_table_ratios():
 def test_budgets_and_eta():
     assert QUICK.rm_steps < FULL.rm_steps and QUICK.rl_steps < FULL.rl_steps
     p = Progress(_plan(QUICK))
-    assert "after the first training step" in p.eta_text()
+    assert "after the first few steps" in p.eta_text()
     update = p.begin("rm full")
     update(2)  # the ETA starts within the first stage, from its share of the steps done
     assert "ETA" in str(p.bar) and "min elapsed" in str(p.bar)
