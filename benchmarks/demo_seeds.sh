@@ -22,19 +22,22 @@ for f in "$RM" "$JUDGE"; do
   [ -d "$f" ] || { echo "no $f: run perlhf demo --report-dir $DEMO first" >&2; exit 2; }
 done
 TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
-# CONFIGS: mode[:learning-rate[:beta[:warm-up steps]]] each. A bare mode is the demo's own setting (full: lr 3e-5,
-# 5 warm-up steps; lora: lr 1e-3, none; run names rl-<mode>-s<seed>). A setting names the run
+# CONFIGS: mode[:learning-rate[:beta[:warm-up steps]]] each. A bare mode is the demo's own setting (its RL rate
+# and warm-up, from perlhf/demo.py; run names rl-<mode>-s<seed>). A setting names the run
 # rl-<mode>[-lr<rate>][-beta<beta>][-warm<steps>]-s<seed> (benchmarks/demo_rl_sweep.sh); its empty fields take
 # the demo's rate and beta but no warm-up (e.g. full:3e-5 has none, full:3e-5::5 has 5). SPLIT: the
 # prompts judged (test; the sweep uses validation). DROP_WEIGHTS=1 deletes each policy once judged.
 CONFIGS=${CONFIGS:-"full lora"}
 SPLIT=${SPLIT:-test}
+# The demo's own RL rate and warm-up per mode, read from perlhf/demo.py (not retyped here).
+read -r FULL_LR FULL_WARM LORA_LR LORA_WARM < <(python -c "from perlhf.demo import SENTIMENT_LR as L, SENTIMENT_RL_WARMUP as W
+print(L['rl', 'full'], W['full'], L['rl', 'lora'], W['lora'])")
 REUSE=""   # the first eval's report: later evals judge against its SFT answers (perlhf eval --sft-answers-from)
 for seed in $SEEDS; do
   for config in $CONFIGS; do
     IFS=: read -r mode lr beta warm <<< "$config"
-    if [ "$mode" = full ]; then MODE=(--mode full); default_lr=3e-5; demo_warm=5
-    else MODE=(--mode lora --lora-targets all-linear --lora-rank 8); default_lr=1e-3; demo_warm=0; fi
+    if [ "$mode" = full ]; then MODE=(--mode full); default_lr=$FULL_LR; demo_warm=$FULL_WARM
+    else MODE=(--mode lora --lora-targets all-linear --lora-rank 8); default_lr=$LORA_LR; demo_warm=$LORA_WARM; fi
     warm_steps=${warm:-0}
     if [ "$config" = "$mode" ]; then warm_steps=$demo_warm; fi   # a bare mode: the demo's own warm-up
     name="$mode${lr:+-lr$lr}${beta:+-beta$beta}${warm:+-warm$warm}"
