@@ -32,12 +32,12 @@ def option(default: Any, help: str, *, choices: list[str] | None = None, short: 
     return dataclasses.field(default=default, metadata=meta)
 
 
-def mixed_precision_option() -> Any:
-    """``--mixed-precision``, the same option for every training stage (rm, sft, rl)."""
-    return option("auto", "autocast forward passes; weights and optimizer stay in --dtype. auto: bf16 where the "
+def mixed_precision_option(default: str = "auto", note: str = "") -> Any:
+    """``--mixed-precision``, the same option for every training stage (rm, sft, rl); ``note`` ends its help."""
+    return option(default, "autocast forward passes; weights and optimizer stay in --dtype. auto: bf16 where the "
                   "hardware multiplies it natively (CUDA with bf16; CPUs with AVX512_BF16 or AMX, about 1.5x "
                   "faster there), else fp32. bf16 on a CPU without them is emulated and 20-170x slower "
-                  "(warned); fp16 needs CUDA; no: fp32",
+                  f"(warned); fp16 needs CUDA; no: fp32{note}",
                   choices=["auto", "no", "bf16", "fp16"])
 
 

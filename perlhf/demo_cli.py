@@ -9,11 +9,13 @@ from typing import Any
 from perlhf.config import add_dataclass_arguments, resolve_config
 
 DESCRIPTION = (
-    "The main job: on the offline default model (smollm2-135m) and Taskmaster Coffee, run SFT (LoRA, merged), "
-    "reward models (full and LoRA), an independent judge reward model on a disjoint half of the data, RL "
-    "(full and LoRA), and the judge's verdicts of each RL policy against the SFT policy; then write a report "
-    "(report.md, report.json, plots) and print its main table. About 30 minutes on a 2-core CPU; --quick "
-    "runs the same pipeline with tiny budgets in a few minutes."
+    "The main job, offline, LoRA against full fine-tuning: on the default model (smollm2-135m) and the sentiment "
+    "task (rotten-tomatoes-sentiment: continue a movie review positively), train reward models (full and LoRA), an "
+    "independent judge with another backbone (MiniLM) on a disjoint half of the data, RL from the instruct model "
+    "(full and LoRA), and the judge's verdict of each RL policy against the starting policy on held-out prompts; "
+    "then write a report (report.md, report.json, plots) and print its main table. 15-30 minutes on a 2-core CPU "
+    "in fp32. --task taskmaster-coffee runs the paper's task (SFT on the TM-4 dialogues first); --quick runs the "
+    "same pipeline with tiny budgets in a few minutes."
 )
 
 

@@ -57,6 +57,8 @@ def test_sentiment_budget_skips_sft_and_sets_per_mode_rates():
     # demo_rl_sweep.sh's choice: full RL warms up over 5 steps, LoRA and the reward models do not
     assert _mode_args(cfg, "rl", Mode("full", None)) == ["--learning-rate", "3e-5", "--warmup-steps", "5"]
     assert _mode_args(DemoConfig(task="taskmaster-coffee"), "rl", Mode("full", None)) == []
+    # the demo runs in fp32 unless asked (its settings were chosen there; bf16 autocast changed its results)
+    assert DemoConfig().mixed_precision == "no"
 
 
 @pytest.mark.slow

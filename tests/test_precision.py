@@ -82,15 +82,15 @@ def test_oversubscribed(load, cores, threads, expected):
     assert precision.oversubscribed(load, cores, threads) is expected
 
 
-def test_every_stage_defaults_to_auto():
+def test_every_stage_defaults_to_auto_and_the_demo_to_fp32():
     from perlhf.demo import DemoConfig
     from perlhf.train.reward import RewardConfig
     from perlhf.train.rl import RLConfig
     from perlhf.train.sft import SFTConfig
 
-    for cls in (RewardConfig, SFTConfig, RLConfig, DemoConfig):
+    for cls, default in ((RewardConfig, "auto"), (SFTConfig, "auto"), (RLConfig, "auto"), (DemoConfig, "no")):
         field = cls.__dataclass_fields__["mixed_precision"]
-        assert field.default == "auto", cls.__name__
+        assert field.default == default, cls.__name__
         assert field.metadata["choices"] == precision.CHOICES
 
 
