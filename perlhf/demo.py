@@ -78,7 +78,7 @@ SENTIMENT_LR = {("rm", "lora"): "1e-3", ("rm", "full"): "5e-5", ("rl", "lora"): 
 #: Learning-rate warm-up steps of the sentiment RL, per mode (demo_rl_sweep.sh, 3 seeds on validation, DEMO_RESULTS.md):
 #: full at 3e-5 with 5 steps 0.758 (lowest 0.742) against 0.740 (lowest 0.703) without; LoRA keeps none (0.794
 #: without, lower with).
-SENTIMENT_RL_WARMUP = {"full": "5", "lora": "0"}
+SENTIMENT_RL_WARMUP = {"full": 5, "lora": 0}
 QUICK = Budget(sft_steps=2, sft_batch=4, rm_steps=2, rm_batch=4, rm_eval_examples=8, rm_eval_every=2,
                rl_steps=2, rl_prompts_per_step=2, rl_samples_per_prompt=2, max_prompt_tokens=96,
                max_response_tokens=24, max_new_tokens=8, eval_prompts=4)
@@ -199,9 +199,9 @@ def _mode_args(cfg: DemoConfig, stage: str, mode: Mode) -> list[str]:
     if cfg.task not in SENTIMENT_TASKS:
         return []
     kind = "full" if mode.rank is None else "lora"
-    warmup = SENTIMENT_RL_WARMUP[kind] if stage == "rl" else "0"
+    warmup = SENTIMENT_RL_WARMUP[kind] if stage == "rl" else 0
     return ["--learning-rate", SENTIMENT_LR[(stage, kind)], *(["--lora-targets", "all-linear"] if mode.rank else []),
-            *(["--warmup-steps", warmup] if warmup != "0" else [])]
+            *(["--warmup-steps", str(warmup)] if warmup else [])]
 
 
 def _run_sft(cfg: DemoConfig, b: Budget, runs: Path, data: list[str], progress: Progress,
