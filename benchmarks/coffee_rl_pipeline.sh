@@ -3,7 +3,7 @@
 # judge -> RL in both modes -> each RL policy judged against the SFT policy. smollm2-135m, fp32,
 # sized for a 2-core CPU (about 1.5 h there at the default sizes).
 #
-#   [DATA=../shared/data RL_STEPS=60 ...] bash benchmarks/coffee_rl_pipeline.sh [OUT=runs/coffee-rl]
+#   [DATA=../shared/data RL_STEPS=60 WATCH=0 ...] bash benchmarks/coffee_rl_pipeline.sh [OUT=runs/coffee-rl]
 #   python benchmarks/sentiment_report.py runs/coffee-rl > runs/coffee-rl/report.md   # the same tables
 #
 # - SFT: LoRA (all-linear, r=8) on the Taskmaster-4 coffee dialogues, merged: the RL start and anchor.
@@ -15,7 +15,10 @@
 #   reports its own test AUC and gives no verdict when it is within 2 SE of chance.
 # - RL: RLOO over 4 samples of 4 prompts per step (16 episodes), 32 new tokens, beta 0.05, the
 #   learning rates LORA_LR=1e-3 and FULL_LR=5e-5 (the rates of the 2026-12-06 run; `perlhf rl`'s full
-#   default is 3e-5 since 2026-12-07), LoRA and full from the same SFT model.
+#   default is 3e-5 since 2026-12-07), LoRA and full from the same SFT model; FULL_WARMUP=0 steps
+#   of learning-rate warm-up for full RL (the demo's full RL warms up over 5), LoRA none.
+# - WATCH=1 logs every RL episode (samples.jsonl), which sentiment_report.py scores with the judge:
+#   the reward-hacking watch, training reward beside judge score per window.
 # - eval: 128 held-out (test) contexts, the judge's win / tie / loss of RL against SFT.
 # Every size can be set from the environment (a smoke test: SFT_STEPS=1 RM_STEPS=1 JUDGE_STEPS=1
 # RL_STEPS=1 MAX_EVAL=16 EVAL_PROMPTS=4). Each step is skipped when its output exists, so an
@@ -27,6 +30,7 @@ SFT_STEPS=${SFT_STEPS:-64}
 RM_STEPS=${RM_STEPS:-100}
 JUDGE_STEPS=${JUDGE_STEPS:-150}
 RL_STEPS=${RL_STEPS:-60}
+WATCH=${WATCH:-0}
 MAX_EVAL=${MAX_EVAL:-none}      # validation/test turns scored by the reward models (none: all)
 EVAL_PROMPTS=${EVAL_PROMPTS:-128}
 mkdir -p "$OUT"
@@ -51,9 +55,11 @@ step judge "$OUT/judge/summary.json" $P rm train "${RM[@]}" --model minilm-l6 --
 
 RL=(--policy "$OUT/sft/merged" --reward-model "$OUT/rm/final" --task taskmaster-coffee "${CTX[@]}" "${QUIET[@]}"
     --baseline rloo --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 32 --max-steps "$RL_STEPS"
-    --save-every 10 --sample-every 5 --seed 0)
+    --save-every 10 --seed 0)
+if [ "$WATCH" = 1 ]; then RL+=(--sample-every 1 --num-samples-logged 16); else RL+=(--sample-every 5); fi
 step rl-lora "$OUT/rl-lora/summary.json" $P rl "${RL[@]}" --mode lora --learning-rate "${LORA_LR:-1e-3}" --output-dir "$OUT/rl-lora" --overwrite
-step rl-full "$OUT/rl-full/summary.json" $P rl "${RL[@]}" --mode full --learning-rate "${FULL_LR:-5e-5}" --output-dir "$OUT/rl-full" --overwrite
+step rl-full "$OUT/rl-full/summary.json" $P rl "${RL[@]}" --mode full --learning-rate "${FULL_LR:-5e-5}" \
+  --warmup-steps "${FULL_WARMUP:-0}" --output-dir "$OUT/rl-full" --overwrite
 
 for mode in lora full; do
   step "eval-$mode" "$OUT/eval-$mode.json" $P eval --sft "$OUT/sft/merged" --rl "$OUT/rl-$mode" \

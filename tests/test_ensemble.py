@@ -275,7 +275,8 @@ def test_rm_score_an_ensemble_gives_the_mean_and_each_member(ensemble_run, tmp_p
 def test_shared_members_stay_frozen_and_out_of_the_optimizer(ensemble_run, tiny_env):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from perlhf.train.rl import RLConfig, build_models, load_reward
+    from perlhf.train.rl import RLConfig, build_models
+    from perlhf.train.rl_rewards import load_reward
 
     out, _ = ensemble_run
     cfg = RLConfig(policy=str(tiny_env / "tiny"), reward_model=str(out / "final"), mode="lora", baseline="value",
@@ -325,7 +326,8 @@ def test_an_ensemble_on_other_base_weights_is_refused_shared_and_loaded_separate
 
     from transformers import AutoModelForCausalLM
 
-    from perlhf.train.rl import RLConfig, build_models, load_reward
+    from perlhf.train.rl import RLConfig, build_models
+    from perlhf.train.rl_rewards import load_reward
 
     out, _ = ensemble_run
     policy = AutoModelForCausalLM.from_pretrained(tiny_env / "tiny")

@@ -16,7 +16,8 @@ LAYERS = [
     ("models", ["perlhf.models"]),
     ("algorithms", ["perlhf.train", "perlhf.train.losses", "perlhf.train.rl_losses", "perlhf.train.generation",
                     "perlhf.train.batching", "perlhf.train.options", "perlhf.train.optim", "perlhf.train.metrics", "perlhf.train.scoring"]),
-    ("recipes", ["perlhf.train.reward", "perlhf.train.reward_ensemble", "perlhf.train.sft", "perlhf.train.rl"]),
+    ("recipes", ["perlhf.train.reward", "perlhf.train.reward_ensemble", "perlhf.train.sft", "perlhf.train.rl",
+                 "perlhf.train.rl_rewards"]),
     ("eval", ["perlhf.eval", "perlhf.eval.judge"]),
     ("apps", ["perlhf", "perlhf.api", "perlhf.cli", "perlhf.__main__", "perlhf.compare", "perlhf.compare_cli", "perlhf.demo",
               "perlhf.demo_cli", "perlhf.data.cli", "perlhf.models.cli", "perlhf.eval.cli", "perlhf.train.rm_cli",
@@ -25,7 +26,7 @@ LAYERS = [
 RECIPES = set(dict(LAYERS)["recipes"])
 # the stage each recipe module belongs to: modules of one stage (rm: one model or an ensemble) may share code
 STAGE_OF = {"perlhf.train.reward": "rm", "perlhf.train.reward_ensemble": "rm", "perlhf.train.sft": "sft",
-            "perlhf.train.rl": "rl"}
+            "perlhf.train.rl": "rl", "perlhf.train.rl_rewards": "rl"}
 
 
 def _module(path: Path) -> str:

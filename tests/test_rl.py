@@ -27,14 +27,13 @@ from perlhf.train.generation import sample, sequence_logprobs
 from perlhf.train.rl import (
     RLConfig,
     RLPrompt,
-    TokenCountReward,
     anchor_logprobs,
     build_models,
     check_policy_folder,
     learn_from_rollout,
-    load_reward,
     train_rl,
 )
+from perlhf.train.rl_rewards import TokenCountReward, load_reward
 from perlhf.train.sft import SFTConfig, SFTExample, merge_to_plain, prepare_sft_model, train_sft
 
 VOCAB = 64
