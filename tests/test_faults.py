@@ -186,3 +186,22 @@ def test_resuming_a_finished_run_keeps_its_summary(stage, tiny_env, rm_final, tm
                 "mixed_precision"):
         assert _stable(first.get(key)) == _stable(again.get(key)), key
     assert any(first.get(k) is not None for k in ("test", "reward_first", "final"))
+
+
+def test_slow_fault_sleeps_at_every_step_and_kills_nothing(monkeypatch):
+    """PERLHF_FAULT=slow:S sleeps S seconds at each optimizer step (the point "step") and nowhere else;
+    a point:step fault elsewhere leaves the other steps alone."""
+    from perlhf import faults
+
+    slept: list[float] = []
+    monkeypatch.setattr(faults.time, "sleep", slept.append)
+    monkeypatch.setattr(faults.os, "kill", lambda *a: pytest.fail(f"killed: {a}"))
+    monkeypatch.setenv("PERLHF_FAULT", "slow:0.5")
+    for step in (1, 2, 3):
+        faults.crash_point("step", step)
+    faults.crash_point("checkpoint", 2)
+    faults.crash_point("final", 3)
+    assert slept == [0.5, 0.5, 0.5]
+    monkeypatch.setenv("PERLHF_FAULT", "checkpoint:2")
+    faults.crash_point("step", 2)
+    assert slept == [0.5, 0.5, 0.5]
