@@ -381,3 +381,21 @@ def test_untrained_model_is_the_same_in_every_mode(tiny_env, tmp_path):
     other, _ = reward.build_reward_model(_cfg(tiny_env, tmp_path / "s1", mode="full", seed=1))
     with torch.no_grad():
         assert not torch.allclose(other.eval()(ids, mask), scores["full"])  # the check can fail: the seed matters
+
+
+def test_summary_lines_name_each_untrained_figure():
+    """The untrained model's accuracy and AUC are named as such, not one bare number after the trained AUC
+    (on an 86%-positive task an untrained accuracy of 0.71 beside AUC 0.74 read as 'training gained 0.03')."""
+    from perlhf.train.rm_cli import format_summary
+
+    test = {"accuracy": 0.8653, "auc": 0.7408, "auc_se": 0.033}
+    s = {"ensemble": None, "selection_metric": "auc", "mode": "full", "task": "taskmaster-coffee", "kind": "rating",
+         "test": test, "untrained": {"test": {"accuracy": 0.7077, "auc": 0.5252}}, "majority_baseline": 0.8653,
+         "validation_best": 0.7229, "best_step": 100,
+         "params": {"trainable": 10, "total": 10, "trainable_pct": 100.0},
+         "cost": {"median_step_s": None, "peak_memory_bytes": 2**20, "peak_memory_kind": "cpu_rss_sampled"},
+         "final_dir": "out/final"}
+    first = format_summary(s).splitlines()[0]
+    assert "AUC 0.7408 (untrained accuracy 0.7077, AUC 0.5252; majority baseline 0.8653)" in first
+    s["untrained"] = None
+    assert "(majority baseline 0.8653)" in format_summary(s).splitlines()[0]

@@ -100,7 +100,10 @@ def format_summary(s: dict[str, Any]) -> str:
     m = s["selection_metric"]
     test = s["test"]
     untrained = (s["untrained"] or {}).get("test")
-    before = f"untrained {untrained['accuracy']:.4f}, " if untrained else ""
+    before = ""
+    if untrained:  # named per figure: the untrained AUC is the one that says whether training helped
+        before = f"untrained accuracy {untrained['accuracy']:.4f}" + (
+            f", AUC {untrained['auc']:.4f}" if "auc" in untrained else "") + "; "
     lines = [
         f"reward model ({s['mode']}, {s['task']}, {s['kind']}): test accuracy {test['accuracy']:.4f}"
         + (f", AUC {test['auc']:.4f}" if "auc" in test else "")
@@ -130,7 +133,7 @@ def format_ensemble_summary(s: dict[str, Any]) -> str:
     untrained = (s["untrained"] or {}).get("test")
     lines = [f"reward-model ensemble of {s['ensemble']} LoRA members ({s['task']}, {s['kind']}, "
              f"--ensemble-data {s['ensemble_data']}): test {fig(s['test'])} (mean score)"
-             + (f", untrained {untrained[key]:.4f}" if untrained else "")
+             + (f", untrained {key} {untrained[key]:.4f}" if untrained else "")
              + f", majority baseline {s['majority_baseline']:.4f}"]
     for how, split in s["aggregates"].items():
         if how != "mean":
