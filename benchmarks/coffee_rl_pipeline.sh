@@ -20,6 +20,9 @@
 # - WATCH=1 logs every RL episode (samples.jsonl), which sentiment_report.py scores with the judge:
 #   the reward-hacking watch, training reward beside judge score per window.
 # - eval: 128 held-out (test) contexts, the judge's win / tie / loss of RL against SFT.
+# - EVAL_ALL=1: then judge both policies again on every test context (328), answers kept
+#   (eval-all-MODE.json, eval-all-MODE-answers.jsonl); benchmarks/coffee_eval_split.py splits that
+#   verdict into the contexts of the 128-prompt eval and the others (an independent replication).
 # Every size can be set from the environment (a smoke test: SFT_STEPS=1 RM_STEPS=1 JUDGE_STEPS=1
 # RL_STEPS=1 MAX_EVAL=16 EVAL_PROMPTS=4). Each step is skipped when its output exists, so an
 # interrupted pipeline continues where it stopped (a step cut short is rerun from its start).
@@ -67,4 +70,15 @@ for mode in lora full; do
     --split test --num-prompts "$EVAL_PROMPTS" --max-new-tokens 32 --max-prompt-tokens 128 --batch-size 16 \
     --seed 0 --output "$OUT/eval-$mode.json"
 done
+if [ "${EVAL_ALL:-0}" = 1 ]; then
+  REUSE=""   # the second policy is judged against the first one's SFT answers
+  for mode in lora full; do
+    step "eval-all-$mode" "$OUT/eval-all-$mode.json" $P eval --sft "$OUT/sft/merged" --rl "$OUT/rl-$mode" \
+      --reward-model "$OUT/rm/final" --judge-rm "$OUT/judge/final" --task taskmaster-coffee --data-dir "$DATA" \
+      --split test --num-prompts 100000 --max-new-tokens 32 --max-prompt-tokens 128 --batch-size 16 \
+      --seed 0 --output "$OUT/eval-all-$mode.json" --samples-out "$OUT/eval-all-$mode-answers.jsonl" \
+      ${REUSE:+--sft-answers-from "$REUSE"}
+    REUSE=${REUSE:-"$OUT/eval-all-$mode.json"}
+  done
+fi
 echo "all done: $OUT"

@@ -131,3 +131,17 @@ def test_reused_sft_answers_check_settings_prompts_and_file(tmp_path):
         reused_sft_answers(report, settings, ["a", "b"])
     with pytest.raises(UserError, match=r"missing\.json: cannot read"):
         reused_sft_answers(tmp_path / "missing.json", settings, ["a"])
+
+
+def test_eval_subset_is_fixed_ordered_and_nested():
+    """`perlhf eval --num-prompts n` judges a fixed subset in data order; one seed gives one permutation, so a
+    larger n holds every prompt of a smaller one (what benchmarks/coffee_eval_split.py relies on)."""
+    from perlhf.eval.judge import eval_subset
+
+    prompts = list(range(50))
+    small, large = eval_subset(prompts, 10, 0), eval_subset(prompts, 30, 0)
+    assert small == sorted(small) and len(set(small)) == 10
+    assert small == eval_subset(prompts, 10, 0)
+    assert set(small) <= set(large)
+    assert eval_subset(prompts, 10, 1) != small
+    assert eval_subset(prompts, 50, 0) == prompts and eval_subset(prompts, 999, 3) == prompts

@@ -47,6 +47,16 @@ def win_tie_loss(scores_a: Sequence[float], scores_b: Sequence[float], tie_margi
     return {"win": win / n, "tie": (n - win - loss) / n, "loss": loss / n, "n": n}
 
 
+def eval_subset(prompts: Sequence[Any], n: int, seed: int) -> list[Any]:
+    """The held-out prompts that ``perlhf eval --num-prompts n --seed seed`` judges: a fixed random subset
+    in their original order (all of them when there are no more than ``n``). One seed draws one permutation,
+    so a larger ``n`` keeps every prompt of a smaller one."""
+    if n >= len(prompts):
+        return list(prompts)
+    g = torch.Generator().manual_seed(seed)
+    return [prompts[i] for i in sorted(torch.randperm(len(prompts), generator=g)[:n].tolist())]
+
+
 def win_rate(rates: dict[str, float]) -> tuple[float, float]:
     """Win rate with ties counted half, and its standard error over the ``n`` judged prompts
     (``sqrt(var / n)`` of the per-prompt score 1 / 0.5 / 0)."""
@@ -319,9 +329,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     raw = prompts_of(task, cfg.split)
     if not raw:
         raise UserError(f"--task {cfg.task}: no prompts in split {cfg.split!r}")
-    g = torch.Generator().manual_seed(cfg.seed)
-    if cfg.num_prompts < len(raw):
-        raw = [raw[i] for i in sorted(torch.randperm(len(raw), generator=g)[: cfg.num_prompts].tolist())]
+    raw = eval_subset(raw, cfg.num_prompts, cfg.seed)
     prompts = encode_rl_prompts(tokenizer, raw, cfg.max_prompt_tokens)
     ids = [p.ids for p in prompts]
     eos = policy_eos_ids(tokenizer)
