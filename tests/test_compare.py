@@ -112,7 +112,10 @@ def test_ctrl_c_keeps_finished_modes_in_the_report(tmp_path, tiny_env):
            "--report-dir", str(rep), "--path", str(tiny_env / "pairs.jsonl"), "--model", str(tiny_env / "tiny"),
            "--max-steps", "3", "--batch-size", "4", "--eval-every", "3", "--report-to", "none"]
     env = {**os.environ, "PERLHF_FAULT": "slow:2"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # A suite started in the background (`pytest &` in a script) inherits SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: give the child the default disposition, as a terminal's Ctrl-C would find it.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     second_log = rep / "runs" / "rm-lora-r2.log"
     deadline = time.time() + 300
     while time.time() < deadline and not second_log.exists() and proc.poll() is None:
