@@ -64,19 +64,18 @@ step rl-lora "$OUT/rl-lora/summary.json" $P rl "${RL[@]}" --mode lora --learning
 step rl-full "$OUT/rl-full/summary.json" $P rl "${RL[@]}" --mode full --learning-rate "${FULL_LR:-5e-5}" \
   --warmup-steps "${FULL_WARMUP:-0}" --output-dir "$OUT/rl-full" --overwrite
 
+# the judge's verdict, every eval alike; only the prompts and the files written differ
+EVAL=(--sft "$OUT/sft/merged" --reward-model "$OUT/rm/final" --judge-rm "$OUT/judge/final" --task taskmaster-coffee
+      --data-dir "$DATA" --split test --max-new-tokens 32 --max-prompt-tokens 128 --batch-size 16 --seed 0)
 for mode in lora full; do
-  step "eval-$mode" "$OUT/eval-$mode.json" $P eval --sft "$OUT/sft/merged" --rl "$OUT/rl-$mode" \
-    --reward-model "$OUT/rm/final" --judge-rm "$OUT/judge/final" --task taskmaster-coffee --data-dir "$DATA" \
-    --split test --num-prompts "$EVAL_PROMPTS" --max-new-tokens 32 --max-prompt-tokens 128 --batch-size 16 \
-    --seed 0 --output "$OUT/eval-$mode.json"
+  step "eval-$mode" "$OUT/eval-$mode.json" $P eval "${EVAL[@]}" --rl "$OUT/rl-$mode" --num-prompts "$EVAL_PROMPTS" \
+    --output "$OUT/eval-$mode.json"
 done
 if [ "${EVAL_ALL:-0}" = 1 ]; then
   REUSE=""   # the second policy is judged against the first one's SFT answers
   for mode in lora full; do
-    step "eval-all-$mode" "$OUT/eval-all-$mode.json" $P eval --sft "$OUT/sft/merged" --rl "$OUT/rl-$mode" \
-      --reward-model "$OUT/rm/final" --judge-rm "$OUT/judge/final" --task taskmaster-coffee --data-dir "$DATA" \
-      --split test --num-prompts 100000 --max-new-tokens 32 --max-prompt-tokens 128 --batch-size 16 \
-      --seed 0 --output "$OUT/eval-all-$mode.json" --samples-out "$OUT/eval-all-$mode-answers.jsonl" \
+    step "eval-all-$mode" "$OUT/eval-all-$mode.json" $P eval "${EVAL[@]}" --rl "$OUT/rl-$mode" --num-prompts 100000 \
+      --output "$OUT/eval-all-$mode.json" --samples-out "$OUT/eval-all-$mode-answers.jsonl" \
       ${REUSE:+--sft-answers-from "$REUSE"}
     REUSE=${REUSE:-"$OUT/eval-all-$mode.json"}
   done
