@@ -23,6 +23,14 @@
 # - EVAL_ALL=1: then judge both policies again on every test context (328), answers kept
 #   (eval-all-MODE.json, eval-all-MODE-answers.jsonl); benchmarks/coffee_eval_split.py splits that
 #   verdict into the contexts of the 128-prompt eval and the others (an independent replication).
+# - EVAL_VAL=1: the same on every *validation* context (293; eval-val-MODE.json): the split on which RL
+#   settings are chosen (benchmarks/COFFEE_RL_RESULTS.md), never the test split.
+# - Seeds and sweeps on the same SFT model, reward model and judge: RL_SEED=1 (the RL run's seed; every
+#   eval keeps seed 0, so the same contexts and SFT answers), MODES="full" (the modes to run),
+#   TAG=-s1 (suffix of the RL folders and eval files: rl-full-s1, eval-all-full-s1.json). An all-context
+#   eval reuses the SFT answers of any earlier one of its split in OUT (`--sft-answers-from`, which
+#   refuses answers sampled with other options), so each further policy costs only its own answers.
+#   EVAL_PROMPTS=0 skips the 128-context eval.
 # Every size can be set from the environment (a smoke test: SFT_STEPS=1 RM_STEPS=1 JUDGE_STEPS=1
 # RL_STEPS=1 MAX_EVAL=16 EVAL_PROMPTS=4). Each step is skipped when its output exists, so an
 # interrupted pipeline continues where it stopped (a step cut short is rerun from its start).
@@ -36,6 +44,9 @@ RL_STEPS=${RL_STEPS:-60}
 WATCH=${WATCH:-0}
 MAX_EVAL=${MAX_EVAL:-none}      # validation/test turns scored by the reward models (none: all)
 EVAL_PROMPTS=${EVAL_PROMPTS:-128}
+MODES=${MODES:-lora full}
+RL_SEED=${RL_SEED:-0}
+TAG=${TAG:-}
 mkdir -p "$OUT"
 P="python -m perlhf"
 CTX=(--data-dir "$DATA" --max-prompt-tokens 128 --mixed-precision no)   # fp32 everywhere
@@ -58,26 +69,36 @@ step judge "$OUT/judge/summary.json" $P rm train "${RM[@]}" --model minilm-l6 --
 
 RL=(--policy "$OUT/sft/merged" --reward-model "$OUT/rm/final" --task taskmaster-coffee "${CTX[@]}" "${QUIET[@]}"
     --baseline rloo --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 32 --max-steps "$RL_STEPS"
-    --save-every 10 --seed 0)
+    --save-every 10 --seed "$RL_SEED")
 if [ "$WATCH" = 1 ]; then RL+=(--sample-every 1 --num-samples-logged 16); else RL+=(--sample-every 5); fi
-step rl-lora "$OUT/rl-lora/summary.json" $P rl "${RL[@]}" --mode lora --learning-rate "${LORA_LR:-1e-3}" --output-dir "$OUT/rl-lora" --overwrite
-step rl-full "$OUT/rl-full/summary.json" $P rl "${RL[@]}" --mode full --learning-rate "${FULL_LR:-5e-5}" \
-  --warmup-steps "${FULL_WARMUP:-0}" --output-dir "$OUT/rl-full" --overwrite
+for mode in $MODES; do
+  case $mode in
+    lora) LR=(--learning-rate "${LORA_LR:-1e-3}") ;;
+    full) LR=(--learning-rate "${FULL_LR:-5e-5}" --warmup-steps "${FULL_WARMUP:-0}") ;;
+    *) echo "MODES: unknown mode '$mode' (lora, full)"; exit 2 ;;
+  esac
+  step "rl-$mode$TAG" "$OUT/rl-$mode$TAG/summary.json" $P rl "${RL[@]}" --mode "$mode" "${LR[@]}" \
+    --output-dir "$OUT/rl-$mode$TAG" --overwrite
+done
 
 # the judge's verdict, every eval alike; only the prompts and the files written differ
 EVAL=(--sft "$OUT/sft/merged" --reward-model "$OUT/rm/final" --judge-rm "$OUT/judge/final" --task taskmaster-coffee
-      --data-dir "$DATA" --split test --max-new-tokens 32 --max-prompt-tokens 128 --batch-size 16 --seed 0)
-for mode in lora full; do
-  step "eval-$mode" "$OUT/eval-$mode.json" $P eval "${EVAL[@]}" --rl "$OUT/rl-$mode" --num-prompts "$EVAL_PROMPTS" \
-    --output "$OUT/eval-$mode.json"
-done
-if [ "${EVAL_ALL:-0}" = 1 ]; then
-  REUSE=""   # the second policy is judged against the first one's SFT answers
-  for mode in lora full; do
-    step "eval-all-$mode" "$OUT/eval-all-$mode.json" $P eval "${EVAL[@]}" --rl "$OUT/rl-$mode" --num-prompts 100000 \
-      --output "$OUT/eval-all-$mode.json" --samples-out "$OUT/eval-all-$mode-answers.jsonl" \
-      ${REUSE:+--sft-answers-from "$REUSE"}
-    REUSE=${REUSE:-"$OUT/eval-all-$mode.json"}
+      --data-dir "$DATA" --max-new-tokens 32 --max-prompt-tokens 128 --batch-size 16 --seed 0)
+if [ "$EVAL_PROMPTS" != 0 ]; then
+  for mode in $MODES; do
+    step "eval-$mode$TAG" "$OUT/eval-$mode$TAG.json" $P eval "${EVAL[@]}" --split test --rl "$OUT/rl-$mode$TAG" \
+      --num-prompts "$EVAL_PROMPTS" --output "$OUT/eval-$mode$TAG.json"
   done
 fi
+all_contexts() {   # all_contexts SPLIT NAME: judge every policy of this run on every context of SPLIT
+  local split=$1 name=$2 mode reuse
+  for mode in $MODES; do
+    reuse=$(ls "$OUT/$name"-*.json 2>/dev/null | head -1 || true)   # any earlier eval of the split: its SFT answers
+    step "$name-$mode$TAG" "$OUT/$name-$mode$TAG.json" $P eval "${EVAL[@]}" --split "$split" --rl "$OUT/rl-$mode$TAG" \
+      --num-prompts 100000 --output "$OUT/$name-$mode$TAG.json" --samples-out "$OUT/$name-$mode$TAG-answers.jsonl" \
+      ${reuse:+--sft-answers-from "$reuse"}
+  done
+}
+if [ "${EVAL_VAL:-0}" = 1 ]; then all_contexts validation eval-val; fi
+if [ "${EVAL_ALL:-0}" = 1 ]; then all_contexts test eval-all; fi
 echo "all done: $OUT"

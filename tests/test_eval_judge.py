@@ -73,6 +73,24 @@ def test_eval_config_needs_policies_and_a_judge():
     EvalConfig(sft="a", rl="b", judge_rm="j").validate()
 
 
+def test_seeds_win_rate_clusters_the_error_by_prompt():
+    from perlhf.eval.judge import seeds_win_rate, win_rate
+
+    rl, sft = [1.0, 0.0, 2.0, 2.0], [0.0, 1.0, 2.0, 1.0]  # win, loss, tie, win
+    assert seeds_win_rate([(rl, sft)]) == pytest.approx(win_rate(win_tie_loss(rl, sft)))
+    # the same verdicts twice: same rate and SE (not an SE shrunk by sqrt(2), as 8 independent verdicts would give)
+    assert seeds_win_rate([(rl, sft), (rl, sft)]) == pytest.approx(win_rate(win_tie_loss(rl, sft)))
+    # two runs that disagree on every prompt: each prompt scores 0.5, no spread left
+    assert seeds_win_rate([([1.0, 0.0], [0.0, 1.0]), ([0.0, 1.0], [1.0, 0.0])]) == (0.5, 0.0)
+    rate, se = seeds_win_rate([([1.0, 1.0], [0.0, 0.0]), ([1.0, 0.0], [0.0, 1.0])])  # prompts 1.0 and 0.5
+    assert rate == 0.75 and se == pytest.approx(0.25 / 2**0.5)  # var 0.0625 over 2 prompts
+    assert seeds_win_rate([([1.0], [0.5])], tie_margin=1.0) == (0.5, 0.0)
+    with pytest.raises(ValueError, match="different numbers"):
+        seeds_win_rate([([1.0], [0.0]), ([1.0, 2.0], [0.0, 0.0])])
+    with pytest.raises(ValueError):
+        seeds_win_rate([])
+
+
 def test_win_rate_counts_ties_half_with_a_standard_error():
     from perlhf.eval.judge import win_rate
 

@@ -66,6 +66,29 @@ def win_rate(rates: dict[str, float]) -> tuple[float, float]:
     return w, ((second - w * w) / n) ** 0.5 if n else float("nan")
 
 
+def seeds_win_rate(runs: Sequence[tuple[Sequence[float], Sequence[float]]], tie_margin: float = 0.0) -> tuple[float, float]:
+    """Win rate (ties half) of several RL runs against the SFT policy on the *same* prompts, one ``(rl scores,
+    sft scores)`` pair per run, prompts in the same order, and its standard error clustered by prompt:
+    each prompt's score (1 / 0.5 / 0) is averaged over the runs first, the SE is that mean's ``sqrt(var / n)``
+    over the ``n`` prompts. The runs share the prompts (and usually the SFT answers), so treating their
+    ``runs * n`` verdicts as independent would understate the error; one run gives :func:`win_rate`'s figures."""
+    if not runs:
+        raise ValueError("no runs")
+    n = len(runs[0][0])
+    if any(len(rl) != n or len(sft) != n for rl, sft in runs):
+        raise ValueError(f"runs judged different numbers of prompts: {[(len(r), len(s)) for r, s in runs]}")
+    if n == 0:
+        return float("nan"), float("nan")
+
+    def score(d: float) -> float:
+        return 1.0 if d > tie_margin else 0.0 if -d > tie_margin else 0.5
+
+    per_prompt = [sum(score(rl[i] - sft[i]) for rl, sft in runs) / len(runs) for i in range(n)]
+    w = sum(per_prompt) / n
+    var = sum((x - w) ** 2 for x in per_prompt) / n
+    return w, (var / n) ** 0.5
+
+
 # What an earlier eval's SFT answers depend on: reusing them (``--sft-answers-from``) needs all of these equal.
 SFT_ANSWER_KEYS = ("task", "path", "split", "sft", "prompts", "max_prompt_tokens", "max_new_tokens", "temperature", "seed",
                    "batch_size", "dtype")  # the batch size too: each generation batch is seeded by its start
