@@ -49,20 +49,16 @@ RL_SEED=${RL_SEED:-0}
 TAG=${TAG:-}
 mkdir -p "$OUT"
 P="python -m perlhf"
-CTX=(--data-dir "$DATA" --max-prompt-tokens 128 --mixed-precision no)   # fp32 everywhere
-QUIET=(--report-to none --progress false)
-
 source "$(dirname "$0")/pipeline_step.sh"
+source "$(dirname "$0")/coffee_options.sh"   # CTX, QUIET, RM, RM_TRAIN, RM_FULL
 
 step sft "$OUT/sft/merged" $P sft --task taskmaster-coffee-dialogues "${CTX[@]}" "${QUIET[@]}" --mode lora \
   --lora-rank 8 --merge true --max-steps "$SFT_STEPS" --batch-size 8 --max-response-tokens 48 \
   --max-eval-examples 64 --eval-every "$SFT_STEPS" --save-every "$SFT_STEPS" --seed 0 --output-dir "$OUT/sft" \
   --overwrite true
 
-RM=(--task taskmaster-coffee "${CTX[@]}" "${QUIET[@]}" --max-response-tokens 48 --max-eval-examples "$MAX_EVAL")
-step rm "$OUT/rm/summary.json" $P rm train "${RM[@]}" --model "$OUT/sft/merged" --mode full --learning-rate 5e-5 \
-  --batch-size 16 --max-steps "$RM_STEPS" --eval-every 50 --eval-batch-size 32 --train-shard 1/2 --seed 0 \
-  --output-dir "$OUT/rm" --overwrite
+step rm "$OUT/rm/summary.json" $P rm train "${RM[@]}" "${RM_TRAIN[@]}" "${RM_FULL[@]}" --model "$OUT/sft/merged" \
+  --seed 0 --output-dir "$OUT/rm" --overwrite
 step judge "$OUT/judge/summary.json" $P rm train "${RM[@]}" --model minilm-l6 --mode full --learning-rate 1e-4 \
   --warmup-steps 5 --batch-size 32 --max-steps "$JUDGE_STEPS" --eval-every 50 --eval-batch-size 128 \
   --train-shard 2/2 --seed 1 --output-dir "$OUT/judge" --overwrite

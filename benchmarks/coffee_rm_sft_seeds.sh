@@ -21,28 +21,29 @@ SFT=${1:-runs/coffee-rl/sft/merged}
 OUT=${2:-runs/coffee-rm-sft}
 SEEDS=${3:-"0 1 2"}
 DATA=${DATA:-../shared/data}
+MAX_EVAL=none   # every validation and test turn
+RM_STEPS=100
 [ -f "$SFT/config.json" ] || { echo "no SFT model at $SFT: run benchmarks/coffee_rl_pipeline.sh first" >&2; exit 2; }
 mkdir -p "$OUT"
 P="python -m perlhf"
 source "$(dirname "$0")/pipeline_step.sh"
-# the options of coffee_rl_pipeline.sh's rm step
-RM=(--task taskmaster-coffee --data-dir "$DATA" --max-prompt-tokens 128 --mixed-precision no --report-to none
-    --progress false --max-response-tokens 48 --max-eval-examples none --model "$SFT" --batch-size 16
-    --max-steps 100 --eval-every 50 --eval-batch-size 32 --train-shard 1/2)
+source "$(dirname "$0")/coffee_options.sh"   # the RL pipeline's reward-model options: RM, RM_TRAIN, RM_FULL
 if [ -n "${REUSE_FULL_S0:-}" ] && [ ! -e "$OUT/full-lr5e-5-s0" ]; then
   [ -f "$REUSE_FULL_S0/summary.json" ] || { echo "REUSE_FULL_S0=$REUSE_FULL_S0: no summary.json" >&2; exit 2; }
   ln -s "$(realpath "$REUSE_FULL_S0")" "$OUT/full-lr5e-5-s0"
 fi
 for seed in $SEEDS; do
-  for entry in "lora-all-r8-lr3e-4|--mode lora --lora-targets all-linear --lora-rank 8 --learning-rate 3e-4" \
-               "full-lr5e-5|--mode full --learning-rate 5e-5"; do
-    name="${entry%%|*}-s$seed"
-    # shellcheck disable=SC2086
-    step "$name" "$OUT/$name/summary.json" $P rm train "${RM[@]}" ${entry#*|} --seed "$seed" \
-      --output-dir "$OUT/$name" --overwrite
+  for run in lora-all-r8-lr3e-4 full-lr5e-5; do
+    case $run in
+      lora-*) MODE=(--mode lora --lora-targets all-linear --lora-rank 8 --learning-rate 3e-4) ;;
+      full-*) MODE=("${RM_FULL[@]}") ;;
+    esac
+    name="$run-s$seed"
+    step "$name" "$OUT/$name/summary.json" $P rm train "${RM[@]}" "${RM_TRAIN[@]}" "${MODE[@]}" --model "$SFT" \
+      --seed "$seed" --output-dir "$OUT/$name" --overwrite
     if [ ! -L "$OUT/$name" ]; then
       rm -rf "$OUT/$name/checkpoints"
-      if [ "${entry%%|*}" = full-lr5e-5 ] && [ "${KEEP_FULL:-0}" != 1 ]; then rm -rf "$OUT/$name/final"; fi
+      if [ "$run" = full-lr5e-5 ] && [ "${KEEP_FULL:-0}" != 1 ]; then rm -rf "$OUT/$name/final"; fi
     fi
   done
 done
