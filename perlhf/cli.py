@@ -14,10 +14,11 @@ import importlib
 import logging
 import os
 import re
+import signal
 import sys
 
 from perlhf import __version__
-from perlhf.errors import UserError
+from perlhf.errors import Terminated, UserError, interrupt_exit_code
 
 # Subcommands in the order they appear in --help: (name, module, one-line help). Only the module of
 # the command being run is imported (the training ones import torch to build their options), so
@@ -129,6 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # `kill PID` stops a command like Ctrl-C does; also for one started from a background script, whose
+    # SIGINT the shell ignores (Python keeps an ignored SIGINT ignored, so there Ctrl-C cannot reach it)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         rc = args.func(args)
     except UserError as exc:
@@ -142,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"perlhf {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"perlhf {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"perlhf {args.command}: {how}", file=sys.stderr)
+        return interrupt_exit_code(exc)
     return int(rc or 0)
 
 

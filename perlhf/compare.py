@@ -151,7 +151,7 @@ def run_process(cmd: list[str], log_path: Path, metrics_path: Path | None = None
                 on_progress: Callable[[int], None] | None = None) -> int:
     """Run ``cmd`` with its output in ``log_path``; report the latest logged step about once a second.
 
-    Ctrl-C terminates the child (then kills it after 30 s) and re-raises.
+    Ctrl-C (or SIGTERM, under the CLI) terminates the child (then kills it after 30 s) and re-raises.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as logf:
@@ -259,7 +259,7 @@ def compare(stages: list[str], modes: list[Mode], report_dir: Path, stage_args: 
         for stage in stages:
             done = {r.mode for r in results[stage]}
             results[stage] += [ModeResult(mode=m.name, stage=stage, rank=m.rank, status="interrupted",
-                                          error="Ctrl-C before this mode finished") for m in modes
+                                          error="stopped (Ctrl-C or SIGTERM) before this mode finished") for m in modes
                                if m.name not in done]
             write_report(report_dir / stage, stage, results[stage], meta)
         raise

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from perlhf.config import bool_flag
-from perlhf.errors import UserError
+from perlhf.errors import UserError, interrupt_exit_code
 
 DESCRIPTION = (
     "Run every mode (full fine-tuning and LoRA of each rank) of a stage on the same data, seed and step "
@@ -50,9 +50,9 @@ def _run(args: argparse.Namespace) -> int:
     meta = {"task": args.task or "(stage default)", "command": "perlhf " + shlex.join(sys.argv[1:])}
     try:
         results = compare([args.stage], modes, args.report_dir, {args.stage: extra}, meta)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"interrupted: the report in {args.report_dir} shows the modes that finished", file=sys.stderr)
-        return 130
+        return interrupt_exit_code(exc)
     rows = results[args.stage]
     print((args.report_dir / args.stage / "report.md").read_text())
     print(f"report: {args.report_dir / args.stage / 'report.md'}")

@@ -26,3 +26,16 @@ class DataError(UserError):
 
 class ChecksumError(UserError):
     """A downloaded file whose SHA-256 does not match the pinned value."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a scheduler pre-empting the job), raised where Ctrl-C's KeyboardInterrupt would
+    be, so that every command stops the same clean way (a compare report keeps its finished modes, a child
+    process is terminated); the CLI exits with 143 instead of 130."""
+
+    exit_code = 143
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
+    """The exit status of a command stopped by ``exc``: 130 for Ctrl-C, 143 for SIGTERM (128 + the signal)."""
+    return getattr(exc, "exit_code", 130)

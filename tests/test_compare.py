@@ -98,10 +98,11 @@ def test_report_json_holds_numbers_for_tiny_run(tmp_path, tiny_env):
         assert (rep / "rm" / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_ctrl_c_keeps_finished_modes_in_the_report(tmp_path, tiny_env):
-    """SIGINT while the second mode runs: exit 130, the first mode's result and run stay, the report says so.
-    Every optimizer step sleeps 2 s (PERLHF_FAULT=slow:2), so the second mode is still running when the
-    signal arrives on any CPU."""
+@pytest.mark.parametrize("signame, rc", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_keeps_finished_modes_in_the_report(tmp_path, tiny_env, signame, rc):
+    """SIGINT (Ctrl-C) or SIGTERM (`kill PID`) while the second mode runs: exit 130 / 143, the first mode's
+    result and run stay, the report says so. Every optimizer step sleeps 2 s (PERLHF_FAULT=slow:2), so the
+    second mode is still running when the signal arrives on any CPU."""
     import os
     import signal
     import subprocess
@@ -121,11 +122,11 @@ def test_ctrl_c_keeps_finished_modes_in_the_report(tmp_path, tiny_env):
     while time.time() < deadline and not second_log.exists() and proc.poll() is None:
         time.sleep(0.2)
     assert second_log.exists(), "the second mode never started"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
     data = json.loads((rep / "rm" / "report.json").read_text())
     status = {m["mode"]: m["status"] for m in data["modes"]}
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == rc, err[-2000:]
     assert status == {"full": "ok", "lora:r2": "interrupted"}
     assert (rep / "runs" / "rm-full" / "summary.json").exists()
     assert "interrupted" in (rep / "rm" / "report.md").read_text()
