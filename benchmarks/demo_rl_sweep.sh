@@ -6,7 +6,8 @@
 #   [CONFIGS="full:5e-5 full:3e-5"] [SEEDS="0 1 2"] bash benchmarks/demo_rl_sweep.sh [OUT=runs/demo-rl-sweep]
 #   python benchmarks/demo_seeds_report.py runs/demo-rl-sweep runs/demo-rl-sweep     # the table
 #
-# 1. The demo's LoRA reward model and MiniLM judge, with the demo's exact commands (fp32), into
+# 1. The demo's LoRA reward model and MiniLM judge, with the demo's exact commands (fp32, from
+#    `python -m perlhf.demo`), into
 #    OUT/runs/rm-lora-r8 and OUT/runs/rm-judge (skipped when a demo's are linked there).
 # 2. For each CONFIG (mode:learning-rate[:beta[:warm-up steps]], see demo_seeds.sh) and seed: the demo's RL command (20 steps x 16 episodes,
 #    RLOO, 24 new tokens), then `perlhf eval --split validation` on 128 prompts, eval seed 0, so every
@@ -20,14 +21,10 @@ SEEDS=${SEEDS:-"0 1 2"}
 mkdir -p "$OUT/runs"
 P="python -m perlhf"
 source "$(dirname "$0")/pipeline_step.sh"
-TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
-RMA=("${TASK[@]}" --model smollm2-135m --max-steps 40 --batch-size 16 --eval-every 20 --max-eval-examples 256
-     --max-train-examples 2000 --max-response-tokens 40 --report-to none --mixed-precision no --progress false)
-step rm "$OUT/runs/rm-lora-r8/summary.json" $P rm train "${RMA[@]}" --seed 0 --train-shard 1/2 --learning-rate 1e-3 --lora-targets all-linear \
-  --mode lora --lora-rank 8 --output-dir "$OUT/runs/rm-lora-r8" --overwrite
-step judge "$OUT/runs/rm-judge/summary.json" $P rm train "${RMA[@]}" --train-shard 2/2 --seed 1 --model minilm-l6 --learning-rate 1e-4 \
-  --warmup-steps 5 --batch-size 32 --max-steps 60 --max-eval-examples 512 --mode full \
-  --output-dir "$OUT/runs/rm-judge" --overwrite
+demo_args RM_LORA rm-lora    # the demo's own commands (perlhf/demo.py), not retyped here
+demo_args JUDGE rm-judge
+step rm "$OUT/runs/rm-lora-r8/summary.json" $P "${RM_LORA[@]}" --output-dir "$OUT/runs/rm-lora-r8" --overwrite
+step judge "$OUT/runs/rm-judge/summary.json" $P "${JUDGE[@]}" --output-dir "$OUT/runs/rm-judge" --overwrite
 rm -rf "$OUT/runs/rm-lora-r8/checkpoints" "$OUT/runs/rm-judge/checkpoints"
 # 2. the demo's RL and eval per configuration and seed, on validation prompts (benchmarks/demo_seeds.sh)
 CONFIGS="$CONFIGS" SPLIT=validation DROP_WEIGHTS=1 bash "$(dirname "$0")/demo_seeds.sh" "$OUT" "$OUT" "$SEEDS"

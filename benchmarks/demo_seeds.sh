@@ -21,7 +21,6 @@ JUDGE="$DEMO/runs/rm-judge/final"
 for f in "$RM" "$JUDGE"; do
   [ -d "$f" ] || { echo "no $f: run perlhf demo --report-dir $DEMO first" >&2; exit 2; }
 done
-TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
 # CONFIGS: mode[:learning-rate[:beta[:warm-up steps]]] each. A bare mode is the demo's own setting (its RL rate
 # and warm-up, from perlhf/demo.py; run names rl-<mode>-s<seed>). A setting names the run
 # rl-<mode>[-lr<rate>][-beta<beta>][-warm<steps>]-s<seed> (benchmarks/demo_rl_sweep.sh); its empty fields take
@@ -29,28 +28,25 @@ TASK=(--task rotten-tomatoes-sentiment --max-prompt-tokens 64)
 # prompts judged (test; the sweep uses validation). DROP_WEIGHTS=1 deletes each policy once judged.
 CONFIGS=${CONFIGS:-"full lora"}
 SPLIT=${SPLIT:-test}
-# The demo's own RL rate and warm-up per mode, read from perlhf/demo.py (not retyped here).
-read -r FULL_LR FULL_WARM LORA_LR LORA_WARM < <(python -c "from perlhf.demo import SENTIMENT_LR as L, SENTIMENT_RL_WARMUP as W
-print(L['rl', 'full'], W['full'], L['rl', 'lora'], W['lora'])")
+# The demo's own RL and eval commands (perlhf/demo.py, not retyped here); a setting's options come after them
+demo_args RL_FULL rl-full --reward-dir "$RM"
+demo_args RL_LORA rl-lora --reward-dir "$RM"
+demo_args EVAL eval --reward-dir "$RM" --judge-dir "$JUDGE"
 REUSE=""   # the first eval's report: later evals judge against its SFT answers (perlhf eval --sft-answers-from)
 for seed in $SEEDS; do
   for config in $CONFIGS; do
     IFS=: read -r mode lr beta warm <<< "$config"
-    if [ "$mode" = full ]; then MODE=(--mode full); default_lr=$FULL_LR; demo_warm=$FULL_WARM
-    else MODE=(--mode lora --lora-targets all-linear --lora-rank 8); default_lr=$LORA_LR; demo_warm=$LORA_WARM; fi
-    warm_steps=${warm:-0}
-    if [ "$config" = "$mode" ]; then warm_steps=$demo_warm; fi   # a bare mode: the demo's own warm-up
+    if [ "$mode" = full ]; then RL=("${RL_FULL[@]}"); else RL=("${RL_LORA[@]}"); fi
+    SET=()   # a setting: its rate and beta, and its warm-up (none unless given); a bare mode: the demo's own
+    if [ "$config" != "$mode" ]; then SET=(${lr:+--learning-rate "$lr"} ${beta:+--beta "$beta"} --warmup-steps "${warm:-0}"); fi
     name="$mode${lr:+-lr$lr}${beta:+-beta$beta}${warm:+-warm$warm}"
     run="$OUT/rl-$name-s$seed"
-    step "rl-$name-s$seed" "$run/summary.json" $P rl --policy smollm2-135m --reward-model "$RM" "${TASK[@]}" \
-      --max-steps 20 --prompts-per-step 4 --samples-per-prompt 4 --max-new-tokens 24 --max-prompts 80 \
-      --baseline rloo --mixed-precision no --report-to none --progress false "${MODE[@]}" \
-      --learning-rate "${lr:-$default_lr}" ${beta:+--beta "$beta"} --warmup-steps "$warm_steps" --seed "$seed" --output-dir "$run" --overwrite
+    step "rl-$name-s$seed" "$run/summary.json" $P "${RL[@]}" "${SET[@]}" --report-to none --progress false \
+      --seed "$seed" --output-dir "$run" --overwrite
     rm -rf "$run/checkpoints"
-    step "eval-$name-s$seed" "$OUT/eval-$name-s$seed.json" $P eval --sft smollm2-135m --rl "$run" \
-      --reward-model "$RM" --judge-rm "$JUDGE" "${TASK[@]}" --split "$SPLIT" --num-prompts 128 \
-      --max-new-tokens 24 --batch-size 16 --seed 0 --output "$OUT/eval-$name-s$seed.json" \
-      --samples-out "$OUT/eval-$name-s$seed-answers.jsonl" ${REUSE:+--sft-answers-from "$REUSE"}
+    step "eval-$name-s$seed" "$OUT/eval-$name-s$seed.json" $P "${EVAL[@]}" --rl "$run" --split "$SPLIT" \
+      --output "$OUT/eval-$name-s$seed.json" --samples-out "$OUT/eval-$name-s$seed-answers.jsonl" \
+      ${REUSE:+--sft-answers-from "$REUSE"}
     REUSE=${REUSE:-"$OUT/eval-$name-s$seed.json"}
     if [ "${DROP_WEIGHTS:-0}" = 1 ]; then rm -rf "$run/final"; fi   # judged: its metrics and answers are kept
   done

@@ -9,3 +9,12 @@ step() {
   "$@" > "$OUT/$name.log" 2>&1 || { echo "$name: FAILED, see $OUT/$name.log"; tail -5 "$OUT/$name.log"; exit 1; }
   echo "$name: done in $((SECONDS - t0)) s"
 }
+
+# `demo_args VAR STEP [--reward-dir R --judge-dir J ...]`: the array VAR holds `perlhf demo`'s own command of
+# STEP (rm-full, rm-lora, rm-judge, rl-full, rl-lora, eval; `python -m perlhf.demo --help`), less its output
+# paths, so a script reruns a demo step without retyping it; options added after it win.
+demo_args() {
+  local var=$1 text; shift
+  text=$(python -m perlhf.demo "$@") || exit 2
+  mapfile -t "$var" <<< "$text"
+}

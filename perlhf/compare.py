@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,14 +172,18 @@ def run_process(cmd: list[str], log_path: Path, metrics_path: Path | None = None
             raise
 
 
+def mode_command(stage: str, mode: Mode, stage_args: Sequence[str]) -> list[str]:
+    """The ``perlhf`` arguments that run ``stage`` in ``mode`` (less ``--output-dir``): what :func:`run_mode` runs."""
+    return [stage, *(["train"] if stage == "rm" else []), *stage_args, *mode.stage_args(), *STAGE_QUIET_ARGS.get(stage, [])]
+
+
 def run_mode(stage: str, mode: Mode, out_dir: Path, stage_args: list[str], *, python: str = sys.executable,
              on_progress: Callable[[int], None] | None = None, run_name: str | None = None) -> ModeResult:
     """Run one mode in a fresh process; its stdout/stderr go to ``runs/<stage>-<mode>.log``."""
     run_name = run_name or f"{stage}-{mode.slug}"
     run_dir = out_dir / "runs" / run_name
     log_path = out_dir / "runs" / f"{run_name}.log"
-    cmd = [python, "-m", "perlhf", stage, *(["train"] if stage == "rm" else []), *stage_args, *mode.stage_args(),
-           "--output-dir", str(run_dir), "--overwrite", *STAGE_QUIET_ARGS.get(stage, [])]
+    cmd = [python, "-m", "perlhf", *mode_command(stage, mode, stage_args), "--output-dir", str(run_dir), "--overwrite"]
     shown = "perlhf " + shlex.join(cmd[3:])
     log.info("[%s] %s", mode.name, shown)
     start = time.perf_counter()

@@ -23,6 +23,7 @@ from perlhf.compare import (
     Mode,
     last_error,
     machine,
+    mode_command,
     prepare_report_dir,
     run_mode,
     run_process,
@@ -204,6 +205,117 @@ def _mode_args(cfg: DemoConfig, stage: str, mode: Mode) -> list[str]:
             *(["--warmup-steps", str(warmup)] if warmup else [])]
 
 
+def _data_args(cfg: DemoConfig) -> list[str]:
+    return ["--data-dir", cfg.data_dir] if cfg.data_dir else []
+
+
+# The demo's command of each step, less its output paths: run_demo runs them, and the benchmarks that rerun a
+# step at other seeds or settings (demo_seeds.sh, demo_rl_sweep.sh) take them from `python -m perlhf.demo`.
+def demo_rm_args(cfg: DemoConfig, b: Budget, sft_model: str | Path) -> list[str]:
+    """``perlhf rm train`` options every reward model of the demo shares (both modes and the judge)."""
+    sentiment = cfg.task in SENTIMENT_TASKS
+    return ["--task", cfg.task, *_data_args(cfg), "--model", str(sft_model), "--max-steps", str(b.rm_steps),
+            "--batch-size", str(b.rm_batch), "--eval-every", str(b.rm_eval_every),
+            "--max-eval-examples", str(b.rm_eval_examples), "--max-train-examples",
+            # at least 64: a tiny random subset of an 86%-positive task can hold one label only
+            str(2000 if sentiment else max(64, b.rm_steps * b.rm_batch)), "--max-prompt-tokens", str(b.max_prompt_tokens),
+            "--max-response-tokens", str(b.max_response_tokens), "--seed", str(cfg.seed),
+            "--report-to", "none", "--mixed-precision", cfg.mixed_precision]
+
+
+def _rm_mode_args(cfg: DemoConfig, mode: Mode) -> list[str]:
+    """A training reward model's own options: shard 1/2 of the training data, the mode's rate."""
+    return ["--train-shard", "1/2", *_mode_args(cfg, "rm", mode)]
+
+
+def demo_judge_args(cfg: DemoConfig, b: Budget) -> tuple[Mode, list[str]]:
+    """The judge's mode and options after :func:`demo_rm_args`: shard 2/2 (data the reward model never saw), another
+    seed. The sentiment judge is an encoder with its own weights and tokenizer (full fine-tuning of MiniLM);
+    the others are a LoRA reward model on the SFT model. (Its untrained score is not needed: its own test AUC
+    is what qualifies it.)"""
+    args = ["--train-shard", "2/2", "--seed", str(cfg.seed + 1)]
+    if cfg.task not in SENTIMENT_TASKS:
+        return Mode(f"lora:r{cfg.lora_rank}", cfg.lora_rank), args
+    return Mode("full", None), [*args, "--model", SENTIMENT_JUDGE, "--learning-rate", "1e-4", "--warmup-steps", "5",
+                                "--batch-size", str(2 * b.rm_batch), "--max-steps", str(b.judge_steps or b.rm_steps),
+                                "--max-eval-examples", str(2 * b.rm_eval_examples)]
+
+
+def demo_rl_args(cfg: DemoConfig, b: Budget, sft_model: str | Path, reward_dir: str | Path) -> list[str]:
+    """``perlhf rl`` options of both modes (add :func:`_mode_args` for the mode's rate and warm-up)."""
+    args = ["--policy", str(sft_model), "--reward-model", str(reward_dir), "--task", cfg.task, *_data_args(cfg),
+            "--max-steps", str(b.rl_steps), "--prompts-per-step", str(b.rl_prompts_per_step),
+            "--samples-per-prompt", str(b.rl_samples_per_prompt), "--max-new-tokens", str(b.max_new_tokens),
+            "--max-prompt-tokens", str(b.max_prompt_tokens), "--max-prompts",
+            str(b.rl_steps * b.rl_prompts_per_step), "--seed", str(cfg.seed), "--mixed-precision", cfg.mixed_precision]
+    if cfg.task in SENTIMENT_TASKS:  # RLOO over the samples of a prompt (SENTIMENT_RESULTS.md)
+        args += ["--baseline", "rloo"]
+    return args
+
+
+def demo_eval_args(cfg: DemoConfig, b: Budget, sft_model: str | Path, reward_dir: str | Path,
+                   judge_dir: str | Path | None) -> list[str]:
+    """``perlhf eval`` and its options, less ``--rl`` and the files it writes."""
+    return ["eval", "--sft", str(sft_model), "--reward-model", str(reward_dir),
+            *(["--judge-rm", str(judge_dir)] if judge_dir else []), "--task", cfg.task, *_data_args(cfg),
+            "--split", "test", "--num-prompts", str(b.eval_prompts), "--max-new-tokens", str(b.max_new_tokens),
+            "--max-prompt-tokens", str(b.max_prompt_tokens), "--batch-size", "16", "--seed", str(cfg.seed)]
+
+
+DEMO_STEPS = ("rm-full", "rm-lora", "rm-judge", "rl-full", "rl-lora", "eval")
+
+
+def demo_step_command(cfg: DemoConfig, step: str, *, sft_model: str | Path | None = None,
+                      reward_dir: str | Path | None = None, judge_dir: str | Path | None = None) -> list[str]:
+    """The ``perlhf`` arguments of one step of ``perlhf demo`` as run_demo runs it, less ``--output-dir`` (or
+    eval's ``--rl`` and outputs): ``sft_model`` defaults to the task's RL start (the instruct model for the
+    sentiment task), ``reward_dir`` / ``judge_dir`` name a finished demo's reward model and judge."""
+    if step not in DEMO_STEPS:
+        raise UserError(f"unknown demo step {step!r}: one of {', '.join(DEMO_STEPS)}")
+    b = budget_for(cfg)
+    sft = sft_model or (cfg.model if cfg.task in SENTIMENT_TASKS else None)
+    if sft is None:
+        raise UserError(f"--task {cfg.task} starts RL from an SFT model: pass --sft-model (a demo's runs/sft/merged)")
+    stage, _, kind = step.partition("-")
+    lora = Mode(f"lora:r{cfg.lora_rank}", cfg.lora_rank)
+    mode = lora if kind == "lora" else Mode("full", None)
+    if stage == "rm":
+        if kind == "judge":
+            mode, own = demo_judge_args(cfg, b)
+        else:
+            own = _rm_mode_args(cfg, mode)
+        return mode_command("rm", mode, [*demo_rm_args(cfg, b, sft), *own])
+    if reward_dir is None:
+        raise UserError(f"demo step {step} needs --reward-dir (a demo's runs/rm-lora-r8/final)")
+    if stage == "rl":
+        return mode_command("rl", mode, [*demo_rl_args(cfg, b, sft, reward_dir), *_mode_args(cfg, "rl", mode)])
+    return demo_eval_args(cfg, b, sft, reward_dir, judge_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m perlhf.demo STEP [options]``: print the demo's command of STEP (:func:`demo_step_command`), one
+    argument a line, for a benchmark script to rerun it with other seeds or settings (a later option wins)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m perlhf.demo", description=main.__doc__.splitlines()[0])
+    ap.add_argument("step", choices=DEMO_STEPS)
+    ap.add_argument("--task", default=DemoConfig.task)
+    ap.add_argument("--data-dir")
+    ap.add_argument("--sft-model")
+    ap.add_argument("--reward-dir")
+    ap.add_argument("--judge-dir")
+    args = ap.parse_args(argv)
+    cfg = DemoConfig(task=args.task, data_dir=args.data_dir)
+    try:
+        cmd = demo_step_command(cfg, args.step, sft_model=args.sft_model, reward_dir=args.reward_dir,
+                                judge_dir=args.judge_dir)
+    except UserError as exc:
+        print(f"python -m perlhf.demo: error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(cmd))
+    return 0
+
+
 def _run_sft(cfg: DemoConfig, b: Budget, runs: Path, data: list[str], progress: Progress,
              commands: list[str]) -> Path:
     sft_dir = runs / "sft"
@@ -233,7 +345,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     prepare_report_dir(out, cfg.overwrite)
     runs = out / "runs"
     progress = Progress(_plan(b))
-    data = ["--data-dir", cfg.data_dir] if cfg.data_dir else []
+    data = _data_args(cfg)
     commands: list[str] = []
     t0 = time.perf_counter()
 
@@ -248,38 +360,22 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     #    the judge (LoRA) on shard 2/2, so the judge never saw the policy's reward data.
     lora = Mode(f"lora:r{cfg.lora_rank}", cfg.lora_rank)
     modes = [Mode("full", None), lora]
-    rm_args = ["--task", cfg.task, *data, "--model", str(sft_model), "--max-steps", str(b.rm_steps),
-               "--batch-size", str(b.rm_batch), "--eval-every", str(b.rm_eval_every),
-               "--max-eval-examples", str(b.rm_eval_examples), "--max-train-examples",
-               # at least 64: a tiny random subset of an 86%-positive task can hold one label only
-               str(2000 if sentiment else max(64, b.rm_steps * b.rm_batch)), "--max-prompt-tokens", str(b.max_prompt_tokens),
-               "--max-response-tokens", str(b.max_response_tokens), "--seed", str(cfg.seed),
-               "--report-to", "none", "--mixed-precision", cfg.mixed_precision]
+    rm_args = demo_rm_args(cfg, b, sft_model)
     rm_results: list[ModeResult] = []
     for mode in modes:
         name = f"rm {'full' if mode.rank is None else 'lora'}"
         # The untrained model is the same for every mode (the head is seeded on its own and LoRA's B starts
         # at zero), so only the first mode scores it; the others take its baseline (about 30 s saved).
         shared = next((r.baselines for r in rm_results if "untrained accuracy" in r.baselines), None)
-        res = run_mode("rm", mode, out, [*rm_args, "--train-shard", "1/2", *_mode_args(cfg, "rm", mode),
-                                         *(["--eval-untrained", "false"] if shared else [])],
+        res = run_mode("rm", mode, out, [*rm_args, *_rm_mode_args(cfg, mode), *(["--eval-untrained", "false"] if shared else [])],
                        on_progress=progress.begin(name))
         if shared and res.status == "ok":
             res.baselines["untrained accuracy"] = shared["untrained accuracy"]
         progress.end(name, res.status)
         rm_results.append(res)
         commands.append(res.command)
-    # The sentiment judge is an encoder with its own weights and tokenizer (full fine-tuning of MiniLM);
-    # the others are a LoRA reward model on the SFT model.
-    judge_mode, judge_args = lora, []
-    if sentiment:
-        judge_mode = Mode("full", None)
-        judge_args = ["--model", SENTIMENT_JUDGE, "--learning-rate", "1e-4", "--warmup-steps", "5",
-                      "--batch-size", str(2 * b.rm_batch), "--max-steps", str(b.judge_steps or b.rm_steps),
-                      "--max-eval-examples", str(2 * b.rm_eval_examples)]
-    # (the judge's untrained score is not reported: its own test AUC is what qualifies it)
-    judge = run_mode("rm", judge_mode, out, [*rm_args, "--train-shard", "2/2", "--seed", str(cfg.seed + 1),
-                                             *judge_args, "--eval-untrained", "false"],
+    judge_mode, judge_args = demo_judge_args(cfg, b)
+    judge = run_mode("rm", judge_mode, out, [*rm_args, *judge_args, "--eval-untrained", "false"],
                      on_progress=progress.begin("rm judge"), run_name="rm-judge")
     progress.end("rm judge", judge.status)
     commands.append(judge.command)
@@ -294,14 +390,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                                  error="no reward model trained (see the rm section)") for m in modes]
     else:
         reward_dir = str(Path(reward.run_dir) / "final")
-        rl_args = ["--policy", str(sft_model), "--reward-model", reward_dir, "--task", cfg.task, *data,
-                   "--max-steps", str(b.rl_steps), "--prompts-per-step", str(b.rl_prompts_per_step),
-                   "--samples-per-prompt", str(b.rl_samples_per_prompt), "--max-new-tokens", str(b.max_new_tokens),
-                   "--max-prompt-tokens", str(b.max_prompt_tokens), "--max-prompts",
-                   str(b.rl_steps * b.rl_prompts_per_step), "--seed", str(cfg.seed),
-                   "--mixed-precision", cfg.mixed_precision]
-        if sentiment:  # RLOO over the samples of a prompt (SENTIMENT_RESULTS.md)
-            rl_args += ["--baseline", "rloo"]
+        rl_args = demo_rl_args(cfg, b, sft_model, reward_dir)
         for mode in modes:
             name = f"rl {'full' if mode.rank is None else 'lora'}"
             res = run_mode("rl", mode, out, [*rl_args, *_mode_args(cfg, "rl", mode)],
@@ -319,12 +408,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 progress.end(name, "skipped")
                 continue
             eval_out = runs / f"eval-{mode.slug}.json"
-            cmd = _perlhf("eval", "--sft", str(sft_model), "--rl", res.run_dir, "--reward-model", reward_dir,
-                          *(["--judge-rm", str(judge_dir)] if judge_dir else []), "--task", cfg.task, *data,
-                          "--split", "test", "--num-prompts", str(b.eval_prompts),
-                          "--max-new-tokens", str(b.max_new_tokens), "--max-prompt-tokens", str(b.max_prompt_tokens),
-                          "--batch-size", "16", "--seed", str(cfg.seed), "--output", str(eval_out),
-                          "--samples-out", str(runs / f"eval-{mode.slug}-answers.jsonl"),
+            cmd = _perlhf(*demo_eval_args(cfg, b, sft_model, reward_dir, judge_dir), "--rl", res.run_dir,
+                          "--output", str(eval_out), "--samples-out", str(runs / f"eval-{mode.slug}-answers.jsonl"),
                           *(["--sft-answers-from", str(first_eval)] if first_eval else []))
             commands.append(_shown(cmd))
             rc = run_process(cmd, runs / f"eval-{mode.slug}.log")
@@ -436,3 +521,7 @@ def render_demo_report(rows: list[dict[str, Any]], s: dict[str, Any]) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()), "",
     ]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -94,3 +94,26 @@ def test_demo_quick_writes_report_with_numbers(task, tmp_path, shared_data_dir, 
     assert rm_rows["lora:r8"]["baselines"]["untrained accuracy"] == rm_rows["full"]["baselines"]["untrained accuracy"]
     summaries = {slug: json.loads((out / "runs" / f"rm-{slug}" / "summary.json").read_text()) for slug in ("full", "lora-r8")}
     assert summaries["full"]["untrained"] and not summaries["lora-r8"]["untrained"]
+
+
+def test_demo_step_command_is_what_benchmarks_rerun(capsys):
+    """`python -m perlhf.demo STEP` prints the demo's own command of a step (benchmarks/demo_seeds.sh reruns it)."""
+    from perlhf.demo import DemoConfig, demo_step_command, main
+    from perlhf.errors import UserError
+
+    cfg = DemoConfig()
+    rl = demo_step_command(cfg, "rl-full", reward_dir="R")
+    assert rl[0] == "rl" and rl[rl.index("--policy") + 1] == "smollm2-135m"  # sentiment: RL from the instruct model
+    assert rl[rl.index("--learning-rate") + 1] == "3e-5" and rl[rl.index("--warmup-steps") + 1] == "5"
+    assert "rloo" in rl and rl[-2:] == ["--mode", "full"]
+    judge = demo_step_command(cfg, "rm-judge")
+    assert judge[:2] == ["rm", "train"] and "minilm-l6" in judge and "2/2" in judge
+    lora = demo_step_command(cfg, "rm-lora")
+    assert lora[lora.index("--train-shard") + 1] == "1/2" and lora[lora.index("--lora-rank") + 1] == "8"
+    with pytest.raises(UserError, match="--sft-model"):
+        demo_step_command(DemoConfig(task="taskmaster-coffee"), "rm-full")
+    with pytest.raises(UserError, match="--reward-dir"):
+        demo_step_command(cfg, "eval")
+    assert main(["eval", "--reward-dir", "R", "--judge-dir", "J"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "eval" and printed[printed.index("--judge-rm") + 1] == "J"
