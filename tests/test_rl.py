@@ -543,3 +543,23 @@ def test_process_shards_with_global_normalisers_give_the_whole_batch_gradient(ba
     if baseline != "rloo":  # the group baseline needs nothing global: the others must
         own = [grads(roll.select(h), rewards[h], logp_anchor[h]) for h in halves]
         assert any(not torch.allclose((a + b) / 2, w, atol=1e-6, rtol=1e-4) for w, a, b in zip(whole, *own, strict=True))
+
+
+def test_text_reward_scores_a_conversation_the_assistant_opens(monkeypatch):
+    """A prompt with no turn before the response (one Taskmaster Coffee training context) is an empty
+    conversation, not a prompt without messages: the reward model scores it (an RL run used to stop there)."""
+    from types import SimpleNamespace
+
+    import perlhf.train.scoring as scoring
+    from perlhf.train.rl_rewards import TextReward
+
+    seen = []
+    monkeypatch.setattr(scoring, "score_texts", lambda model, tok, items, *a, **k: seen.extend(items) or [0.5] * len(items))
+    reward = TextReward(model_context=contextlib.nullcontext, tokenizer=None, max_prompt_tokens=16, max_response_tokens=8)
+    prompts = [RLPrompt((1, 2), ()), RLPrompt((1, 2, 3), ({"role": "user", "content": "hi"},))]
+    rollout = SimpleNamespace(response_texts=["Welcome!", "Hello."])
+    assert reward(prompts, rollout).tolist() == [0.5, 0.5]
+    assert seen == [([], "Welcome!"), ([{"role": "user", "content": "hi"}], "Hello.")]
+    assert RLPrompt((5, 6)).messages is None  # token ids only: nothing for a text reward model to read
+    with pytest.raises(UserError, match="chat messages"):
+        reward([RLPrompt((5, 6))], SimpleNamespace(response_texts=["x"]))

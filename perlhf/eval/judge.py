@@ -380,7 +380,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
         "response_chars": {"sft": _mean_len(sft_answers), "rl": _mean_len(rl_answers)},
         "empty_answers": {"sft": sum(not a.strip() for a in sft_answers), "rl": sum(not a.strip() for a in rl_answers)},
     })
-    contexts = [list(p.messages) for p in prompts]
+    contexts = [list(p.messages or ()) for p in prompts]
     scores: dict[str, list[float]] = {}  # per answer, for --samples-out
 
     def rm_scores(folder: str, option: str) -> tuple[list[float], list[float]]:
@@ -431,7 +431,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     if cfg.samples_out:
         report["samples_out"] = str(Path(cfg.samples_out).resolve())
         atomic_write_text(cfg.samples_out, "".join(
-            dumps_json({"id": p.id, "context": _SANITIZE.sub(" ", _context_text(p.messages, 800)), "rl": a, "sft": b,
+            dumps_json({"id": p.id, "context": _SANITIZE.sub(" ", _context_text(p.messages or (), 800)), "rl": a, "sft": b,
                         **{k: v[i] for k, v in scores.items()}}, indent=None) + "\n"
             for i, (p, a, b) in enumerate(zip(prompts, rl_answers, sft_answers, strict=True))))
     atomic_write_json(cfg.output, report)

@@ -190,7 +190,9 @@ class RLPrompt:
     """A prompt as the policy sees it (token ids) and as the reward model will (chat messages)."""
 
     ids: tuple[int, ...]
-    messages: tuple[dict[str, str], ...] = ()
+    # what the reward model reads; () is a conversation the assistant opens (no turn before the response),
+    # None a prompt given as token ids only, which a reward model that reads text cannot score
+    messages: tuple[dict[str, str], ...] | None = None
     truncated: bool = False
     id: str = ""
 

@@ -65,9 +65,9 @@ class TextReward:
     def __call__(self, prompts: Sequence[RLPrompt], rollout: Rollout) -> torch.Tensor:
         from perlhf.train.scoring import score_texts
 
-        if any(not p.messages and p.ids for p in prompts):
+        if any(p.messages is None for p in prompts):
             raise UserError("a reward model needs the prompts as chat messages (RLPrompt.messages)")
-        items = [(list(p.messages), text) for p, text in zip(prompts, rollout.response_texts, strict=True)]
+        items = [(list(p.messages or ()), text) for p, text in zip(prompts, rollout.response_texts, strict=True)]
         with torch.inference_mode(), self.model_context() as model:
             scores = score_texts(model, self.tokenizer, items, self.max_prompt_tokens, self.max_response_tokens,
                                  batch_size=self.batch_size)
