@@ -336,10 +336,9 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     from perlhf.data import load_task, prompts_of
     from perlhf.io import atomic_write_json, atomic_write_text, dumps_json
     from perlhf.models import load_causal_lm, load_tokenizer, torch_dtype
-    from perlhf.models.ensemble import EnsembleInfo, is_ensemble, load_ensemble
-    from perlhf.models.heads import RewardInfo, load_reward_model, load_tokenizer_for
+    from perlhf.models.ensemble import EnsembleInfo, is_ensemble
+    from perlhf.models.heads import RewardInfo
     from perlhf.train.rl import encode_rl_prompts, policy_eos_ids
-    from perlhf.train.scoring import score_texts
 
     for folder, option in ((cfg.judge_rm, "--judge-rm"), (cfg.reward_model, "--reward-model")):
         if folder:  # one reward model or an ensemble (`perlhf rm --ensemble K`), checked before minutes of generation
@@ -385,17 +384,7 @@ def run_eval(cfg: Any) -> dict[str, Any]:
 
     def rm_scores(folder: str, option: str) -> tuple[list[float], list[float]]:
         """(RL scores, SFT scores); an ensemble scores the members' mean."""
-        if is_ensemble(folder):
-            model, info = load_ensemble(folder, dtype=dtype, option=option)
-            first = Path(folder) / info.members[0]
-            tok = load_tokenizer_for(first, RewardInfo.load(first, option))
-        else:
-            model, info = load_reward_model(folder, dtype=dtype, option=option)
-            tok = load_tokenizer_for(folder, info)
-        kw = dict(max_prompt_tokens=info.max_prompt_tokens, max_response_tokens=info.max_response_tokens,
-                  batch_size=cfg.batch_size)
-        a = score_texts(model, tok, list(zip(contexts, rl_answers, strict=True)), **kw)
-        b = score_texts(model, tok, list(zip(contexts, sft_answers, strict=True)), **kw)
+        a, b = score_answers(folder, option, contexts, [rl_answers, sft_answers], dtype, cfg.batch_size)
         return a, b
 
     if cfg.judge_rm:
@@ -436,6 +425,26 @@ def run_eval(cfg: Any) -> dict[str, Any]:
             for i, (p, a, b) in enumerate(zip(prompts, rl_answers, sft_answers, strict=True))))
     atomic_write_json(cfg.output, report)
     return report
+
+
+def score_answers(folder: str, option: str, contexts: Sequence[Sequence[Any]], answer_sets: Sequence[Sequence[str]],
+                  dtype: torch.dtype, batch_size: int = 16) -> list[list[float]]:
+    """Scores of each set of answers to ``contexts`` (chat messages) by the reward model (or ensemble: the
+    members' mean) in ``folder``, loaded once; ``option`` names the folder's option in errors."""
+    from perlhf.models.ensemble import is_ensemble, load_ensemble
+    from perlhf.models.heads import RewardInfo, load_reward_model, load_tokenizer_for
+    from perlhf.train.scoring import score_texts
+
+    if is_ensemble(folder):
+        model, info = load_ensemble(folder, dtype=dtype, option=option)
+        first = Path(folder) / info.members[0]
+        tok = load_tokenizer_for(first, RewardInfo.load(first, option))
+    else:
+        model, info = load_reward_model(folder, dtype=dtype, option=option)
+        tok = load_tokenizer_for(folder, info)
+    kw = dict(max_prompt_tokens=info.max_prompt_tokens, max_response_tokens=info.max_response_tokens,
+              batch_size=batch_size)
+    return [score_texts(model, tok, list(zip(contexts, answers, strict=True)), **kw) for answers in answer_sets]
 
 
 def _reward_info(folder: str | None) -> dict[str, Any] | None:
