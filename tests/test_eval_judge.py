@@ -12,6 +12,7 @@ from perlhf.eval.judge import (
     api_call_stats,
     both_orders_verdict,
     known_api_names,
+    score_answer_sets,
     verdict_rates,
     win_tie_loss,
 )
@@ -163,3 +164,22 @@ def test_eval_subset_is_fixed_ordered_and_nested():
     assert set(small) <= set(large)
     assert eval_subset(prompts, 10, 1) != small
     assert eval_subset(prompts, 50, 0) == prompts and eval_subset(prompts, 999, 3) == prompts
+
+
+def test_identical_answers_are_scored_once_and_tie_exactly():
+    seen = []
+
+    def score(items):  # a scorer whose result depends on the batch, as padding does
+        seen.append(list(items))
+        return [len(a) + 1e-7 * k for k, (_, a) in enumerate(items)]
+
+    contexts = [["c0"], ["c1"], ["c2"]]
+    rl, sft = score_answer_sets(score, contexts, [["same", "a", "x"], ["same", "bb", "x"]])
+    assert len(seen) == 1 and [a for _, a in seen[0]] == ["same", "a", "x", "bb"]  # one call, each pair once
+    assert rl[0] == sft[0] and rl[2] == sft[2] and rl[1] < sft[1]
+    assert win_tie_loss(rl, sft) == {"win": 0.0, "tie": 2 / 3, "loss": 1 / 3, "n": 3}
+    # the same answer to another context is another item
+    a, b = score_answer_sets(lambda items: [float(k) for k in range(len(items))], contexts[:2],
+                             [["same", "same"], ["same", "same"]])
+    assert a == b == [0.0, 1.0]
+    assert score_answer_sets(score, [], [[], []]) == [[], []]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -444,7 +444,27 @@ def score_answers(folder: str, option: str, contexts: Sequence[Sequence[Any]], a
         tok = load_tokenizer_for(folder, info)
     kw = dict(max_prompt_tokens=info.max_prompt_tokens, max_response_tokens=info.max_response_tokens,
               batch_size=batch_size)
-    return [score_texts(model, tok, list(zip(contexts, answers, strict=True)), **kw) for answers in answer_sets]
+    return score_answer_sets(lambda items: score_texts(model, tok, items, **kw), contexts, answer_sets)
+
+
+def score_answer_sets(score: Callable[[list[tuple[Any, str]]], list[float]], contexts: Sequence[Any],
+                      answer_sets: Sequence[Sequence[str]]) -> list[list[float]]:
+    """Each set of answers to ``contexts`` scored by one call of ``score`` over the distinct (context, answer)
+    pairs: an answer two sets share for a context is scored once, so identical answers tie exactly (scored
+    apart, in batches padded otherwise, float rounding can split them by 1e-7 and turn a tie into a win)."""
+    index: dict[tuple[int, str], int] = {}
+    items: list[tuple[Any, str]] = []
+    rows = []
+    for answers in answer_sets:
+        row = []
+        for i, (context, answer) in enumerate(zip(contexts, answers, strict=True)):
+            if (i, answer) not in index:
+                index[i, answer] = len(items)
+                items.append((context, answer))
+            row.append(index[i, answer])
+        rows.append(row)
+    scores = score(items) if items else []
+    return [[scores[j] for j in row] for row in rows]
 
 
 def _reward_info(folder: str | None) -> dict[str, Any] | None:
