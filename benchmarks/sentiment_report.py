@@ -3,7 +3,7 @@ set PERLHF_DATA_DIR for the Taskmaster data): reward models against their baseli
 judge's own strength, RL learning curves (window means with standard errors), KL, length, and the
 judge's verdict on each RL policy against the starting policy.
 
-    python benchmarks/sentiment_report.py runs/sentiment [--window 5] > runs/sentiment/report.md
+    python benchmarks/sentiment_report.py runs/sentiment [--window 5] [--runs lora full] > runs/sentiment/report.md
 
 Baselines beside each reward model, on the same test subset: the untrained model, the majority
 class, and length-only rules (the AUC of "longer is positive" on the response length, and of its
@@ -86,11 +86,14 @@ def rm_table(out: Path) -> list[str]:
     return lines
 
 
-def rl_tables(out: Path, size: int) -> tuple[list[str], dict[str, list]]:
+RUNS = ("lora", "full")  # the RL folders rl-RUN (coffee_rl_pipeline.sh TAG=-s1: rl-full-s1, --runs full-s1)
+
+
+def rl_tables(out: Path, size: int, runs: tuple[str, ...] = RUNS) -> tuple[list[str], dict[str, list]]:
     curves: dict[str, list] = {}
     lines = ["| mode | steps | training reward (window mean ± SE) | KL to anchor | response tokens |",
              "|---|---|---|---|---|"]
-    for mode in ("lora", "full"):
+    for mode in runs:
         f = out / f"rl-{mode}" / "metrics.jsonl"
         if not f.is_file():
             continue
@@ -102,7 +105,7 @@ def rl_tables(out: Path, size: int) -> tuple[list[str], dict[str, list]]:
     return lines, curves
 
 
-def eval_table(out: Path, names: tuple[str, ...] = ("lora", "full")) -> tuple[list[str], dict[str, float]]:
+def eval_table(out: Path, names: tuple[str, ...] = RUNS) -> tuple[list[str], dict[str, float]]:
     lines = ["| mode | judge win / tie / loss vs start | judge win rate (ties half) ± SE | verdict | "
              "training RM win rate | judge mean score RL / start | KL (held-out) | chars RL / start | "
              "RL step (s) | RL peak memory (MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -133,7 +136,7 @@ def user_turn(prompt_text: str) -> str:
     return found[-1] if found else prompt_text
 
 
-def watch_table(out: Path, size: int) -> tuple[list[str], dict[str, list]]:
+def watch_table(out: Path, size: int, runs: tuple[str, ...] = RUNS) -> tuple[list[str], dict[str, list]]:
     """The reward-hacking watch: per window, the training reward of every logged episode beside the
     independent judge's score of the same episodes (run with WATCH=1, which logs all of them). A policy
     that exploits the training RM shows the first rising while the second stays flat or falls."""
@@ -145,7 +148,7 @@ def watch_table(out: Path, size: int) -> tuple[list[str], dict[str, list]]:
              "|---|---|---|---|---|---|"]
     series: dict[str, list] = {}
     model = tok = info = None
-    for mode in ("lora", "full"):
+    for mode in runs:
         f = out / f"rl-{mode}" / "samples.jsonl"
         if not f.is_file():
             continue
@@ -205,16 +208,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--window", type=int, default=5)
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), help="the RL folders rl-RUN to report (default: lora full)")
     args = ap.parse_args()
-    rl_lines, curves = rl_tables(args.out, args.window)
-    ev_lines, gains = eval_table(args.out)
+    runs = tuple(args.runs)
+    rl_lines, curves = rl_tables(args.out, args.window, runs)
+    ev_lines, gains = eval_table(args.out, runs)
     print("## Reward models (test split)\n", *rm_table(args.out), "", sep="\n")
     print("## RL learning curves\n", *rl_lines, "", sep="\n")
     print("## Judged against the starting policy (held-out test prompts)\n", *ev_lines, "", sep="\n")
     if "lora" in gains and "full" in gains and gains["full"] > 0:
         print(f"LoRA's judge gain / full's: {gains['lora']:+.3f} / {gains['full']:+.3f} = "
               f"{gains['lora'] / gains['full']:.0%}\n")
-    watch, series = watch_table(args.out, args.window)
+    watch, series = watch_table(args.out, args.window, runs)
     if series:
         print("## Reward-hacking watch: training reward and judge score of the same episodes\n", *watch, "",
               sep="\n")
