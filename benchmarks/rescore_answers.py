@@ -51,16 +51,18 @@ def main() -> None:
     for who, folder, option in (("judge", args.judge_rm, "--judge-rm"), ("reward", args.reward_model, "--reward-model")):
         new[f"{who}_rl"], new[f"{who}_sft"] = score_answers(
             folder, option, contexts, [[r["rl"] for r in rows], [r["sft"] for r in rows]], dtype, args.batch_size)
-    for key, scores in new.items():
-        if key in rows[0]:
-            diff = max(abs(r[key] - s) for r, s in zip(rows, scores, strict=True))
-            print(f"{key}: largest change from the old score {diff:.2e}")
     for who in ("judge", "reward"):
-        old_scores = ([r[f"{who}_rl"] for r in rows], [r[f"{who}_sft"] for r in rows]) if f"{who}_rl" in rows[0] else (None, None)
-        for label, (rl, sft) in (("old", old_scores), ("new", (new[f"{who}_rl"], new[f"{who}_sft"]))):
-            if rl is not None:
-                rate, se = win_rate(win_tie_loss(rl, sft))
-                print(f"{who} win rate, {label} scores: {rate:.4f} ± {se:.4f}")
+        keys = (f"{who}_rl", f"{who}_sft")
+        verdicts = {"new": [new[k] for k in keys]}
+        if keys[0] in rows[0]:  # the earlier eval's scores: how far each moved, and its verdict
+            old = [[r[k] for r in rows] for k in keys]
+            for key, before, now in zip(keys, old, verdicts["new"], strict=True):
+                moved = max(abs(x - y) for x, y in zip(before, now, strict=True))
+                print(f"{key}: largest change from the old score {moved:.2e}")
+            verdicts = {"old": old, **verdicts}
+        for label, (rl, sft) in verdicts.items():
+            rate, se = win_rate(win_tie_loss(rl, sft))
+            print(f"{who} win rate, {label} scores: {rate:.4f} ± {se:.4f}")
     atomic_write_text(args.out, "".join(
         dumps_json({**r, **{k: v[i] for k, v in new.items()}}, indent=None) + "\n" for i, r in enumerate(rows)))
     print(f"wrote {args.out}")

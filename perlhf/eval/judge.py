@@ -382,10 +382,9 @@ def run_eval(cfg: Any) -> dict[str, Any]:
     contexts = [list(p.messages or ()) for p in prompts]
     scores: dict[str, list[float]] = {}  # per answer, for --samples-out
 
-    def rm_scores(folder: str, option: str) -> tuple[list[float], list[float]]:
-        """(RL scores, SFT scores); an ensemble scores the members' mean."""
-        a, b = score_answers(folder, option, contexts, [rl_answers, sft_answers], dtype, cfg.batch_size)
-        return a, b
+    def rm_scores(folder: str, option: str) -> list[list[float]]:
+        """[RL scores, SFT scores]; an ensemble scores the members' mean."""
+        return score_answers(folder, option, contexts, [rl_answers, sft_answers], dtype, cfg.batch_size)
 
     if cfg.judge_rm:
         a, b = rm_scores(cfg.judge_rm, "--judge-rm")
