@@ -11,7 +11,8 @@ seen contexts, the fresh ones and all of them: the judge's win / tie / loss of R
 rate with ties half ± its standard error, and how many SE it lies above 50%; the same for the training
 reward model. With several files, a "mean of N runs" row per group: each context's score (1 / 0.5 / 0)
 averaged over the runs, the SE over contexts (perlhf.eval.judge.seeds_win_rate), since the runs share the
-contexts and the SFT answers.
+contexts and the SFT answers. ``--by-api`` adds the contexts where the SFT answer is an API call and those
+where it is text.
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ def main() -> None:
     ap.add_argument("--task", default="taskmaster-coffee")
     ap.add_argument("--split", default="test")
     ap.add_argument("--data-dir", default=os.environ.get("PERLHF_DATA_DIR"))
+    ap.add_argument("--by-api", action="store_true",
+                    help="also split the contexts by the SFT answer: an API call, or text (the runs share the SFT answers)")
     args = ap.parse_args()
     from perlhf.data import load_task, prompts_of
+    from perlhf.data.taskmaster import API_CALL
 
     raw = prompts_of(load_task(args.task, data_dir=args.data_dir), args.split)
     runs = {}
@@ -60,6 +64,9 @@ def main() -> None:
     seen = {p.id for p in eval_subset(raw, args.first, args.seed)}
     groups = {f"the {args.first} contexts of the smaller eval": lambda r: r["id"] in seen,
               "the other contexts (fresh)": lambda r: r["id"] not in seen} if seen else {}
+    if args.by_api:
+        groups["SFT answered with an API call"] = lambda r: r["sft"].strip().startswith(API_CALL)
+        groups["SFT answered in text"] = lambda r: not r["sft"].strip().startswith(API_CALL)
     groups["all"] = lambda r: True
     print("\n".join(str(p) for p in args.answers) + "\n")
     print("| contexts | run | n | judge win / tie / loss | judge win rate ± SE | SE above 50% | "
