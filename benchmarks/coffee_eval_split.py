@@ -49,7 +49,7 @@ def main() -> None:
                     help="also split the contexts by the SFT answer: an API call, or text (the runs share the SFT answers)")
     args = ap.parse_args()
     from perlhf.data import load_task, prompts_of
-    from perlhf.data.taskmaster import API_CALL
+    from perlhf.data.taskmaster import is_api_call
 
     raw = prompts_of(load_task(args.task, data_dir=args.data_dir), args.split)
     runs = {}
@@ -65,8 +65,8 @@ def main() -> None:
     groups = {f"the {args.first} contexts of the smaller eval": lambda r: r["id"] in seen,
               "the other contexts (fresh)": lambda r: r["id"] not in seen} if seen else {}
     if args.by_api:
-        groups["SFT answered with an API call"] = lambda r: r["sft"].strip().startswith(API_CALL)
-        groups["SFT answered in text"] = lambda r: not r["sft"].strip().startswith(API_CALL)
+        groups["SFT answered with an API call"] = lambda r: is_api_call(r["sft"])
+        groups["SFT answered in text"] = lambda r: not is_api_call(r["sft"])
     groups["all"] = lambda r: True
     print("\n".join(str(p) for p in args.answers) + "\n")
     print("| contexts | run | n | judge win / tie / loss | judge win rate ± SE | SE above 50% | "

@@ -12,6 +12,7 @@ import pytest
 from perlhf.data import load_task, prompts_of
 from perlhf.data.records import Dialogue, RatedResponse
 from perlhf.data.taskmaster import (
+    is_api_call,
     load_dialogue_files,
     load_reward_files,
     parse_api_call,
@@ -47,6 +48,13 @@ def test_api_call_rendering_is_deterministic_and_parses_back():
     assert parse_api_call(render_api_call("", {})) == ("", {})
     # spaces after colons (a model's own formatting) still parse
     assert parse_api_call('API_CALL get_menu_items {"query": "mocha"}') == ("get_menu_items", {"query": "mocha"})
+
+
+def test_is_api_call_counts_attempts_whether_or_not_they_parse():
+    assert is_api_call('  API_CALL get_menu_items {"query":"mocha"}\n')
+    assert is_api_call("API_CALL add_order_item menu_item_id=latte")  # a broken call is still an attempt
+    assert not is_api_call("Sure, I will API_CALL get_menu_items for you.")
+    assert not is_api_call("")
 
 
 @pytest.mark.parametrize("text", [

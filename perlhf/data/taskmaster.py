@@ -85,6 +85,11 @@ def render_api_response(name: str, value: Any) -> str:
     return f"{API_RESPONSE} {name} {canonical_json(value)}"
 
 
+def is_api_call(text: str) -> bool:
+    """Whether an answer is an attempted API call (it opens with ``API_CALL``), parsed or not."""
+    return text.strip().startswith(API_CALL)
+
+
 def parse_api_call(text: str) -> tuple[str, dict[str, Any]] | None:
     """``(name, args)`` of a rendered API call such as ``API_CALL get_menu_items {"query":"espresso"}``,
     or None when ``text`` is not one (wrong prefix, arguments not a JSON object, trailing text)."""

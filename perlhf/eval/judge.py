@@ -179,10 +179,10 @@ def verdict_rates(verdicts: Sequence[str]) -> dict[str, float]:
 
 def api_call_stats(responses: Iterable[str], known_apis: set[str]) -> dict[str, float | int]:
     """How many answers are API calls, parse, and name a known API."""
-    from perlhf.data.taskmaster import API_CALL, parse_api_call
+    from perlhf.data.taskmaster import is_api_call, parse_api_call
 
     responses = list(responses)
-    calls = [r for r in responses if r.strip().startswith(API_CALL)]
+    calls = [r for r in responses if is_api_call(r)]
     parsed = [parse_api_call(r) for r in calls]
     ok = [p for p in parsed if p is not None]
     known = [p for p in ok if p[0] in known_apis]
